@@ -1,0 +1,137 @@
+r"""Training objectives and the likelihood bound, in nats per token.
+
+**Diffusion.** The continuous-time negative ELBO of a masked diffusion model (MDLM eq. 10,
+LLaDA eq. 3 for the linear schedule) is
+
+$$ \mathcal{L} = \mathbb{E}_{t \sim U[0,1]}\; \mathbb{E}_{x_t \sim q(\cdot \mid x_0)}
+   \Big[ w(t) \sum_{i:\, x_t^i = m} -\log p_\theta(x_0^i \mid x_t) \Big],
+   \qquad w(t) = \frac{-\alpha'(t)}{1 - \alpha(t)} $$
+
+an upper bound on $-\log p_\theta(x_0)$. Only masked positions contribute (SUBS: unmasked
+ones are copied through and cost nothing). We report it per token, divided by the
+sequence length L. A model that predicts the uniform distribution over the V real tokens
+scores exactly $\log V$: at time t about $(1-\alpha)L$ tokens are masked, each costs
+$\log V$, and $\int_0^1 -\alpha'(t)\,dt = 1$.
+
+**Autoregressive.** The usual next-token cross-entropy, also in nats per token, so the two
+can be compared on the same data.
+
+References: Sahoo et al. 2024 (MDLM), Shi et al. 2024 (MD4), Nie et al. 2025 (LLaDA).
+"""
+
+import math
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+
+from .corrupt import corrupt, get_schedule, sample_times
+
+__all__ = ["diffusion_loss", "ar_loss", "nll_bound", "exact_nelbo", "WEIGHTINGS"]
+
+WEIGHTINGS = ("elbo", "mean")
+
+
+def _masked_cross_entropy(net, x0, t, mask_id, schedule, generator):
+    """Corrupt x0 at times t; return (cross-entropy at masked positions (N,), is_masked (B, T))."""
+    xt, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, T) each
+    logits = net(xt, only_at=is_masked)  # (N, V): the head runs only where it is needed
+    ce = F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
+    return ce, is_masked
+
+
+def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3):
+    r"""A one-sample Monte Carlo estimate of the negative ELBO, in nats per token (a scalar).
+
+    One antithetic time per row, $t_b \in [\varepsilon, 1]$, then
+    $\frac{1}{B L} \sum_b w(t_b) \sum_{i \text{ masked}} -\log p_\theta(x_0^{b,i} \mid x_t^b)$.
+
+    weighting="mean" instead averages the cross-entropy over the masked tokens (no $w(t)$):
+    not a bound, but lower variance at small batch sizes; evaluate with `nll_bound`.
+    `net(xt, only_at=is_masked)` must return logits at the masked positions only, as
+    `model.Transformer` does.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+    schedule = get_schedule(schedule)
+    B, L = x0.shape
+    t = sample_times(B, antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
+    ce, is_masked = _masked_cross_entropy(net, x0, t, mask_id, schedule, generator)
+    if weighting == "mean":
+        return ce.sum() / is_masked.sum().clamp(min=1)
+    # $w(t_b)$ for every masked token, in the same row-major order as ce
+    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
+    return (w * ce).sum() / (B * L)
+
+
+def ar_loss(net, x):
+    r"""Next-token cross-entropy $\frac{1}{B(L-1)} \sum_{b,i} -\log p_\theta(x^{b,i+1} \mid x^{b,\le i})$, nats per token."""
+    logits = net(x[:, :-1])  # (B, L-1, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+
+
+@torch.no_grad()
+def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_size=256, eps=1e-3,
+              return_stderr=False):
+    r"""Estimate the NELBO (an upper bound on the NLL) of the sequences x0 (B, L), in nats per token.
+
+    Each sequence gets `n_samples` antithetic times, so the estimate averages $B \cdot n$
+    weighted masked cross-entropies; the rows are pushed through the network
+    `batch_size` at a time. The bound does not depend on the schedule in expectation;
+    the schedule only changes the variance. The interval $[0, \varepsilon)$ is left out,
+    which moves the result by $O(\varepsilon)$ of a nat.
+    With return_stderr=True, also returns the standard error of the mean, computed as if
+    the samples were independent (antithetic ones vary less, so this is conservative).
+    """
+    schedule = get_schedule(schedule)
+    was_training = net.training
+    net.eval()
+    B, L = x0.shape
+    rows = x0.repeat_interleave(n_samples, dim=0)  # (B n, L)
+    t = torch.cat([sample_times(n_samples, True, eps, generator, x0.device) for _ in range(B)])  # (B n,)
+    per_row = []
+    for start in range(0, rows.shape[0], batch_size):
+        chunk, t_chunk = rows[start : start + batch_size], t[start : start + batch_size]
+        ce, is_masked = _masked_cross_entropy(net, chunk, t_chunk, mask_id, schedule, generator)
+        weighted = torch.zeros(is_masked.shape, device=ce.device)  # (b, L)
+        weighted[is_masked] = ce
+        per_row.append(schedule.weight(t_chunk).to(ce.device) * weighted.sum(dim=1) / L)  # (b,)
+    net.train(was_training)
+    values = torch.cat(per_row)  # (B n,)
+    mean = values.mean().item()
+    if not return_stderr:
+        return mean
+    stderr = values.std().item() / math.sqrt(values.numel()) if values.numel() > 1 else float("inf")
+    return mean, stderr
+
+
+@torch.no_grad()
+def exact_nelbo(net, x0, mask_id):
+    r"""The continuous-time NELBO of one short sequence x0 (L,), exactly, in nats per token.
+
+    Integrating over t in closed form leaves a sum over every non-empty mask set M
+    (for the linear schedule $\int_0^1 t^{k-1}(1-t)^{L-k}\,dt = 1 / (k\binom{L}{k})$, and
+    the bound is the same for every schedule):
+
+    $$ \mathcal{L} = \frac{1}{L} \sum_{M \ne \emptyset} \frac{1}{|M| \binom{L}{|M|}}
+       \sum_{i \in M} -\log p_\theta(x_0^i \mid x_0 \text{ with } M \text{ masked}) $$
+
+    That is $2^L - 1$ network inputs: meant for L up to about 12 (teaching and tests).
+    """
+    L = x0.shape[0]
+    if L > 16:
+        raise ValueError(f"exact_nelbo enumerates 2^L mask sets; L={L} is too long (use nll_bound)")
+    was_training = net.training
+    net.eval()
+    total = 0.0
+    for k in range(1, L + 1):
+        sets = list(combinations(range(L), k))
+        is_masked = torch.zeros(len(sets), L, dtype=torch.bool, device=x0.device)
+        for row, positions in enumerate(sets):
+            is_masked[row, list(positions)] = True
+        xt = torch.where(is_masked, torch.full_like(is_masked, mask_id, dtype=x0.dtype), x0)
+        logp = net(xt).float().log_softmax(dim=-1)  # (n_sets, L, V)
+        nll = -logp.gather(-1, x0.expand(len(sets), L).unsqueeze(-1)).squeeze(-1)  # (n_sets, L)
+        total += (nll * is_masked).sum().item() / (k * math.comb(L, k))
+    net.train(was_training)
+    return total / L

@@ -1,0 +1,260 @@
+r"""The denoiser: a small modern Transformer, bidirectional for diffusion, causal for the AR baseline.
+
+A masked diffusion model needs a network $p_\theta(x_0 \mid x_t)$ that looks at a
+partly masked sequence and predicts, at every position, a distribution over the real
+tokens. That is a Transformer *encoder*: the same blocks as GPT-2, with the causal mask
+removed so that every position sees the whole sequence. Setting `causal=True` puts the
+mask back and gives a GPT, the autoregressive baseline, with the same weights shape.
+
+Choices, each a common one in current language models:
+- pre-norm blocks with RMSNorm, no biases anywhere;
+- rotary position embeddings (RoPE, Su et al. 2021). They matter more here than in a GPT:
+  a causal model can count positions through its mask, a bidirectional one sees a
+  permutation-invariant set of tokens unless positions are encoded, and with learned
+  absolute embeddings a small denoiser was seen stuck at the unigram entropy for minutes;
+- `F.scaled_dot_product_attention` with no attention mask in the bidirectional case, so
+  that the flash kernel runs on a GPU;
+- input and output embeddings tied, with the rows padded to a multiple of 64;
+- SUBS parameterisation (MDLM, sec. 3.2): the [MASK] logit is $-\infty$, so the model never
+  predicts the mask token. The mask id is always the last real id, `vocab_size - 1`.
+
+References: Radford et al. 2019 (GPT-2); Su et al. 2021 (RoFormer); Sahoo et al. 2024
+(MDLM); Nie et al. 2025 (LLaDA); karpathy/nanoGPT for the layout.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["ModelConfig", "Transformer", "KVCache"]
+
+
+@dataclass
+class ModelConfig:
+    """The shape of the network; `vocab_size` includes the mask token (mask_id = vocab_size - 1)."""
+
+    vocab_size: int
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    seq_len: int = 256
+    causal: bool = False  # False: diffusion denoiser; True: GPT-style autoregressive baseline
+    dropout: float = 0.0
+    position: str = "rotary"  # "rotary" or "learned" (absolute embeddings, for comparison)
+    rope_base: float = 10000.0
+    mlp_ratio: int = 4
+    pad_vocab_to: int = 64  # embedding rows padded to a multiple of this
+    activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more time
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2 != 0 and self.position == "rotary":
+            raise ValueError(f"rotary embeddings need an even head size, got {self.n_embd // self.n_head}")
+        if self.position not in ("rotary", "learned"):
+            raise ValueError(f"position must be 'rotary' or 'learned', got {self.position!r}")
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def mask_id(self) -> int:
+        """The id of the [MASK] token: always the last one."""
+        return self.vocab_size - 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""cos and sin of the rotation angles $\theta_{p,j} = p \cdot base^{-2j/d}$, each (seq_len, head_dim/2)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)  # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    r"""Rotate each pair $(x_j, x_{j+D/2})$ by its angle: x (B, H, T, D), cos/sin (T, D/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, D/2) each
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return rotated.type_as(x)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer, for fast autoregressive decoding."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, device, dtype=torch.float32):
+        shape = (batch_size, cfg.n_head, cfg.seq_len, cfg.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.length = 0  # how many positions are filled
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T_new, D) after the filled part; return all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, cache: "KVCache | None" = None, layer: int = 0):
+        B, T, C = x.shape
+        H, D = self.cfg.n_head, self.cfg.head_dim
+        q, k, v = self.qkv(x).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        if cos is not None:
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        mask, is_causal = None, self.cfg.causal
+        if cache is not None:
+            past = cache.length
+            k, v = cache.append(layer, k, v)  # (B, H, past + T, D)
+            if past > 0:  # new query i may see every cached key and the new keys up to itself
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+                is_causal = False
+        dropout = self.cfg.dropout if self.training else 0.0
+        # bidirectional: no mask at all, so the flash kernel can run
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=False)
+        self.down = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """x + Attention(Norm(x)), then x + MLP(Norm(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(cfg.n_embd)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.RMSNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, cache=None, layer=0):
+        x = x + self.dropout(self.attn(self.norm1(x), cos, sin, cache, layer))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """The denoiser $p_\\theta(x_0 \\mid x_t)$ (causal=False) or a GPT (causal=True).
+
+    `net(idx)` maps ids (B, T) to logits (B, T, vocab_size); the mask token's logit is -inf.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        padded = math.ceil(cfg.vocab_size / cfg.pad_vocab_to) * cfg.pad_vocab_to
+        self.embed = nn.Embedding(padded, cfg.n_embd)
+        self.pos_embed = nn.Embedding(cfg.seq_len, cfg.n_embd) if cfg.position == "learned" else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.norm = nn.RMSNorm(cfg.n_embd)
+        if cfg.position == "rotary":
+            cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        # added to the logits: -inf for the padding rows and for [MASK] (SUBS: never predict the mask)
+        bias = torch.zeros(padded)
+        bias[cfg.vocab_size - 1 :] = float("-inf")
+        self.register_buffer("logit_bias", bias, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale the residual projections by 1/sqrt(2L)
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def features(self, idx: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
+        """The final normalised hidden states (B, T, n_embd), before the output head."""
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.cfg.seq_len:
+            raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
+        x = self.embed(idx)  # (B, T, C)
+        cos = sin = None
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(torch.arange(start, start + T, device=idx.device))
+        else:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.dropout(x)
+        for layer, block in enumerate(self.blocks):
+            if self.cfg.activation_checkpointing and self.training:
+                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache, layer)
+        if cache is not None:
+            cache.length += T
+        return self.norm(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (..., vocab_size) from hidden states (..., n_embd), through the tied embedding."""
+        logits = F.linear(h, self.embed.weight) + self.logit_bias  # (..., padded)
+        return logits[..., : self.cfg.vocab_size]
+
+    def forward(
+        self, idx: torch.Tensor, only_at: "torch.Tensor | None" = None, cache: "KVCache | None" = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for ids (B, T).
+
+        only_at: an optional boolean (B, T); then the output head runs only where it is
+        True and the result is (N, vocab_size), N = only_at.sum(), in row-major order. The
+        diffusion loss needs logits only at masked positions (about half of them), and the
+        head is the largest matrix product of a small model.
+        cache: a KVCache for causal decoding; the ids continue the cached sequence.
+        """
+        h = self.features(idx, cache)  # (B, T, C)
+        if only_at is not None:
+            h = h[only_at]  # (N, C)
+        return self.head(h)
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty key/value cache for `batch_size` sequences (causal models only)."""
+        if not self.cfg.causal:
+            raise ValueError("a key/value cache only makes sense for a causal model (causal=True)")
+        p = self.embed.weight
+        return KVCache(self.cfg, batch_size, p.device, p.dtype)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count; non_embedding=True leaves out the (tied) token and position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.embed.weight.numel()
+        if self.pos_embed is not None:
+            n -= self.pos_embed.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: "int | None" = None) -> int:
+        r"""Training FLOPs per token, forward and backward: $6N + 12 \cdot L \cdot H \cdot Q \cdot T$.
+
+        N weights each cost a multiply and an add per token forward, twice that backward (6N);
+        attention adds $QK^\top$ and $AV$, each $2 \cdot H \cdot Q \cdot T$ per token per layer, forward,
+        times three with the backward pass. Q is the head size, T the sequence length. The
+        same formula is used for both modes, so MFU figures compare directly.
+        """
+        L, H, Q = self.cfg.n_layer, self.cfg.n_head, self.cfg.head_dim
+        T = seq_len or self.cfg.seq_len
+        return 6 * self.num_params() + 12 * L * H * Q * T
