@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from conftest import tiny_net
+from dllm_lite.model import ModelConfig, Transformer
+
+
+def test_logits_shape_and_subs_mask_logit():
+    net = tiny_net(vocab_size=7, seq_len=10)
+    logits = net(torch.randint(0, 7, (3, 10)))
+    assert logits.shape == (3, 10, 7)
+    assert torch.all(torch.isneginf(logits[..., 6]))  # SUBS: [MASK] is never predicted
+    assert torch.isfinite(logits[..., :6]).all()
+
+
+def test_embedding_rows_padded_to_multiple_of_64():
+    net = tiny_net(vocab_size=70)
+    assert net.embed.weight.shape[0] == 128
+    assert net(torch.zeros(1, 4, dtype=torch.long)).shape[-1] == 70
+
+
+def test_bidirectional_sees_the_future_causal_does_not():
+    x = torch.randint(0, 6, (1, 8))
+    y = x.clone()
+    y[0, -1] = (x[0, -1] + 1) % 6
+    for causal in (False, True):
+        net = tiny_net(vocab_size=7, seq_len=8, causal=causal)
+        a, b = net(x), net(y)
+        changed_early = not torch.allclose(a[0, :-1], b[0, :-1], atol=1e-6)
+        assert changed_early is (not causal)
+
+
+def test_only_at_gives_the_same_logits_as_the_full_head():
+    net = tiny_net(vocab_size=9, seq_len=12)
+    x = torch.randint(0, 9, (2, 12))
+    where = torch.rand(2, 12) < 0.5
+    assert torch.allclose(net(x, only_at=where), net(x)[where], atol=1e-6)
+
+
+def test_kv_cache_matches_full_forward():
+    net = tiny_net(vocab_size=11, seq_len=16, causal=True)
+    x = torch.randint(0, 10, (2, 10))
+    full = net(x)
+    cache = net.new_cache(2)
+    steps = [net(x[:, :4], cache=cache)] + [net(x[:, i : i + 1], cache=cache) for i in range(4, 10)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    assert cache.length == 10
+    with pytest.raises(ValueError, match="causal"):
+        tiny_net(causal=False).new_cache(1)
+
+
+def test_learned_positions_and_activation_checkpointing():
+    net = tiny_net(vocab_size=7, seq_len=8, position="learned")
+    assert net(torch.randint(0, 7, (1, 8))).shape == (1, 8, 7)
+    x = torch.randint(0, 7, (2, 8))
+    grads = []
+    for ckpt in (False, True):
+        net = tiny_net(vocab_size=7, seq_len=8, activation_checkpointing=ckpt).train()
+        net(x)[..., :6].logsumexp(-1).sum().backward()
+        grads.append(net.blocks[0].mlp.up.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_too_long_input_raises():
+    with pytest.raises(ValueError, match="seq_len=6"):
+        tiny_net(seq_len=6)(torch.zeros(1, 7, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_embd=30, n_head=4), "divisible"),
+        (dict(seq_len=0), "seq_len"),
+        (dict(position="absolute"), "rotary"),
+    ],
+)
+def test_bad_config_raises(kwargs, match):
+    base = dict(vocab_size=10, n_layer=1, n_head=2, n_embd=16, seq_len=8)
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{**base, **kwargs})
+
+
+def test_gpt2_small_shape_parameter_count_and_flops():
+    with torch.device("meta"):
+        net = Transformer(ModelConfig(vocab_size=50258, n_layer=12, n_head=12, n_embd=768, seq_len=1024))
+    n = net.num_params()
+    assert n == 50304 * 768 + 12 * (12 * 768 * 768 + 2 * 768) + 768
+    assert 123e6 < n < 125e6
+    assert net.flops_per_token() == 6 * n + 12 * 12 * 12 * 64 * 1024
+    assert net.num_params(non_embedding=True) == n - 50304 * 768
