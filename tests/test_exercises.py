@@ -1,0 +1,268 @@
+"""The exercise checkers accept the reference solutions and the library, and reject the classic mistakes."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dllm_lite import corrupt, exercises, sample
+
+_spec = importlib.util.spec_from_file_location(
+    "solutions", Path(__file__).resolve().parents[1] / "instructors" / "solutions.py")
+solutions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(solutions)
+
+
+def _schedule(alpha):
+    """A library Schedule around a bare alpha callable (alpha' is not needed by these callers)."""
+    return corrupt.Schedule("student", alpha, alpha)
+
+
+LIBRARY = [
+    (exercises.check_corrupt, lambda x0, t, mask_id, alpha: corrupt.corrupt(x0, t, mask_id, _schedule(alpha))),
+    (exercises.check_elbo_weight, lambda alpha, alpha_prime, t: corrupt.Schedule("s", alpha, alpha_prime).weight(t)),
+    (exercises.check_ancestral_step,
+     lambda x, logits, mask_id, t, s, alpha: sample.ancestral_step(x, logits, mask_id, t, s, _schedule(alpha))),
+    (exercises.check_confidence_select, sample.select_most_confident),
+    (exercises.check_reveal_counts, sample.reveal_counts),
+]
+
+
+@pytest.mark.parametrize("check, solution", solutions.CHECKS + LIBRARY,
+                         ids=lambda v: getattr(v, "__name__", "fn"))
+def test_accepts_solution_and_library(check, solution, capsys):
+    assert check(solution) is True
+    assert capsys.readouterr().out.startswith("✓")
+
+
+# ---- the classic mistakes, one wrong version each ---------------------------------------------
+
+def corrupt_with_alpha(x0, t, mask_id, alpha):
+    is_masked = torch.rand(x0.shape) < alpha(t.reshape(-1, 1))  # should be 1 - alpha
+    return torch.where(is_masked, mask_id, x0), is_masked
+
+
+def corrupt_nothing(x0, t, mask_id, alpha):
+    return x0.clone(), torch.zeros_like(x0, dtype=torch.bool)
+
+
+def corrupt_everything(x0, t, mask_id, alpha):
+    return torch.full_like(x0, mask_id), torch.ones_like(x0, dtype=torch.bool)
+
+
+def corrupt_first_t_only(x0, t, mask_id, alpha):
+    is_masked = torch.rand(x0.shape) < 1 - alpha(t[0])  # one time for the whole batch
+    return torch.where(is_masked, mask_id, x0), is_masked
+
+
+def corrupt_in_place(x0, t, mask_id, alpha):
+    is_masked = torch.rand(x0.shape) < 1 - alpha(t.reshape(-1, 1))
+    x0[is_masked] = mask_id
+    return x0, is_masked
+
+
+def corrupt_prefix(x0, t, mask_id, alpha):
+    n = (x0.shape[1] * (1 - alpha(t))).round().long()  # the right count, but always the first tokens
+    is_masked = torch.arange(x0.shape[1]) < n[:, None]
+    return torch.where(is_masked, mask_id, x0), is_masked
+
+
+def weight_one(alpha, alpha_prime, t):
+    return torch.ones_like(t)
+
+
+def weight_sign(alpha, alpha_prime, t):
+    return alpha_prime(t) / (1 - alpha(t))
+
+
+def weight_over_alpha(alpha, alpha_prime, t):
+    return -alpha_prime(t) / alpha(t)
+
+
+def subs_no_mask_inf(logits, xt, mask_id):
+    copy = torch.full_like(logits, float("-inf")).scatter(-1, xt.unsqueeze(-1), 0.0)
+    return torch.where((xt == mask_id).unsqueeze(-1), logits, copy)
+
+
+def subs_mask_zero(logits, xt, mask_id):
+    out = solutions.subs_logits(logits, xt, mask_id)
+    out[..., mask_id] = torch.where(xt == mask_id, 0.0, out[..., mask_id])
+    return out
+
+
+def subs_rows_inf(logits, xt, mask_id):
+    out = logits.clone()
+    out[xt == mask_id] = float("-inf")  # whole rows instead of the mask column
+    return out
+
+
+def subs_no_copy(logits, xt, mask_id):
+    out = logits.clone()
+    out[..., mask_id] = float("-inf")
+    return out
+
+
+def subs_wrong_column(logits, xt, mask_id):
+    return solutions.subs_logits(logits, xt, mask_id - 1)
+
+
+def _ce(net, x0, xt):
+    return F.cross_entropy(net(xt).transpose(1, 2), x0, reduction="none")  # (B, L)
+
+
+def loss_unweighted(net, x0, xt, is_masked, weight):
+    return _ce(net, x0, xt)[is_masked].sum() / x0.numel()
+
+
+def loss_all_positions(net, x0, xt, is_masked, weight):
+    return _ce(net, x0, xt).mean()
+
+
+def loss_with_unmasked(net, x0, xt, is_masked, weight):
+    return (weight[:, None] * _ce(net, x0, xt)).sum() / x0.numel()
+
+
+def loss_per_masked(net, x0, xt, is_masked, weight):
+    return (weight[:, None] * _ce(net, x0, xt))[is_masked].sum() / is_masked.sum()
+
+
+def loss_sees_x0(net, x0, xt, is_masked, weight):
+    return (weight[:, None] * _ce(net, x0, x0))[is_masked].sum() / x0.numel()
+
+
+def step_resamples_revealed(x, logits, mask_id, t, s, alpha):
+    p = (alpha(s) - alpha(t)) / (1 - alpha(t))
+    sampled = torch.distributions.Categorical(logits=logits).sample()
+    return torch.where(torch.rand(x.shape) < p, sampled, x)  # forgot `& (x == mask_id)`
+
+
+def step_swapped(x, logits, mask_id, t, s, alpha):
+    return solutions.ancestral_step(x, logits, mask_id, s, t, alpha)
+
+
+def step_unnormalised(x, logits, mask_id, t, s, alpha):
+    reveal = (x == mask_id) & (torch.rand(x.shape) < alpha(s) - alpha(t))
+    return torch.where(reveal, torch.distributions.Categorical(logits=logits).sample(), x)
+
+
+def step_argmax(x, logits, mask_id, t, s, alpha):
+    p = (alpha(s) - alpha(t)) / (1 - alpha(t))
+    reveal = (x == mask_id) & (torch.rand(x.shape) < p)
+    return torch.where(reveal, logits.argmax(dim=-1), x)
+
+
+def select_ignores_mask(confidence, is_masked, k):
+    top = confidence.topk(k, dim=1).indices
+    return torch.zeros_like(is_masked).scatter(1, top, True)
+
+
+def select_without_final_and(confidence, is_masked, k):
+    top = confidence.masked_fill(~is_masked, float("-inf")).topk(k, dim=1).indices
+    return torch.zeros_like(is_masked).scatter(1, top, True)  # picks -inf positions in a row with < k masks
+
+
+def select_least_confident(confidence, is_masked, k):
+    return solutions.select_most_confident(-confidence, is_masked, k)
+
+
+def counts_short(n_masked, steps):
+    return solutions.reveal_counts(n_masked, steps - 1) if steps > 1 else []
+
+
+def counts_long(n_masked, steps):
+    return solutions.reveal_counts(n_masked, steps + 1)
+
+
+def counts_floor(n_masked, steps):
+    return [n_masked // steps] * steps
+
+
+def counts_front_loaded(n_masked, steps):
+    return [n_masked] + [0] * (steps - 1)
+
+
+def infill_masks_at_end(net, tokenizer, left, right, n_blank, steps, generator=None):
+    ids = sample.generate(net, mask_id=tokenizer.mask_id, length=n_blank, steps=steps,
+                          prompt=tokenizer.encode(left + right) or None, generator=generator)
+    return tokenizer.decode(ids[0])
+
+
+def infill_no_generator(net, tokenizer, left, right, n_blank, steps, generator=None):
+    return solutions.infill(net, tokenizer, left, right, n_blank, steps)
+
+
+MISTAKES = [
+    (exercises.check_corrupt, corrupt_with_alpha, "that is alpha(t)"),
+    (exercises.check_corrupt, corrupt_nothing, "masks the wrong share"),
+    (exercises.check_corrupt, corrupt_everything, "masks the wrong share"),
+    (exercises.check_corrupt, corrupt_first_t_only, "each row has its own t"),
+    (exercises.check_corrupt, corrupt_in_place, "changed in place"),
+    (exercises.check_corrupt, corrupt_prefix, "not spread evenly"),
+    (exercises.check_elbo_weight, weight_one, "unweighted"),
+    (exercises.check_elbo_weight, weight_sign, "sign is flipped"),
+    (exercises.check_elbo_weight, weight_over_alpha, "w(t) is wrong"),
+    (exercises.check_subs, subs_no_mask_inf, "still has probability"),
+    (exercises.check_subs, subs_mask_zero, "a logit of 0 is not enough"),
+    (exercises.check_subs, subs_rows_inf, "NaN"),
+    (exercises.check_subs, subs_no_copy, "is not copied"),
+    (exercises.check_subs, subs_wrong_column, "still has probability"),
+    (exercises.check_diffusion_loss, loss_unweighted, "unweighted"),
+    (exercises.check_diffusion_loss, loss_all_positions, "mean cross-entropy over all positions"),
+    (exercises.check_diffusion_loss, loss_with_unmasked, "unmasked positions were included"),
+    (exercises.check_diffusion_loss, loss_per_masked, "divided by the number of masked"),
+    (exercises.check_diffusion_loss, loss_sees_x0, "the net saw x0"),
+    (exercises.check_ancestral_step, step_resamples_revealed, "already revealed tokens changed"),
+    (exercises.check_ancestral_step, step_swapped, "nothing was revealed"),
+    (exercises.check_ancestral_step, step_unnormalised, "divide by 1 - alpha(t)"),
+    (exercises.check_ancestral_step, step_argmax, "do not take the argmax"),
+    (exercises.check_confidence_select, select_ignores_mask, "is not masked but was selected"),
+    (exercises.check_confidence_select, select_without_final_and, "is not masked but was selected"),
+    (exercises.check_confidence_select, select_least_confident, "selected the wrong positions"),
+    (exercises.check_reveal_counts, counts_short, "counts for"),
+    (exercises.check_reveal_counts, counts_long, "counts for"),
+    (exercises.check_reveal_counts, counts_floor, "add up to"),
+    (exercises.check_reveal_counts, counts_front_loaded, "not as equal as possible"),
+    (exercises.check_infill, infill_masks_at_end, "not left + n_blank characters + right"),
+    (exercises.check_infill, infill_no_generator, "same seed"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, message", MISTAKES, ids=[wrong.__name__ for _, wrong, _ in MISTAKES])
+def test_rejects_classic_mistake(check, wrong, message, capsys):
+    assert check(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗") and message in out, out
+    assert "input:" in out and "hint:" in out, out
+
+
+CHECKERS = [check for check, _ in solutions.CHECKS]
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+def broken(*args):
+    raise ValueError("a bug in the student's code")
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda c: c.__name__)
+def test_stub_and_errors_return_false_without_raising(check, capsys):
+    assert check(stub) is False
+    assert "not implemented yet" in capsys.readouterr().out
+    assert check(broken) is False
+    out = capsys.readouterr().out
+    assert "raised ValueError: a bug in the student's code" in out and "input:" in out, out
+    assert check("not a function") is False
+    assert "pass your function itself" in capsys.readouterr().out
+
+
+def test_checker_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    exercises.check_reveal_counts(solutions.reveal_counts)
+    exercises.check_corrupt(solutions.corrupt)
+    assert torch.equal(torch.rand(3), expected)
