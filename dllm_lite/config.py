@@ -1,0 +1,379 @@
+"""One YAML file describes a run: model, data, training and sampling, checked before anything starts.
+
+A config file has up to four sections and two top-level keys::
+
+    name: tiny            # optional; defaults to the file's stem
+    params: 25M           # optional human size claim, checked by a test against the model
+    model:  {n_layer: 6, n_head: 6, n_embd: 384, seq_len: 256}
+    data:   {dataset: tiny_shakespeare, tokenizer: gpt2}
+    train:  {objective: diffusion, batch_size: 32, max_steps: 1000, lr: 3e-4}
+    sample: {length: 128, steps: 64, strategy: confidence}
+
+Every key has a default (the dataclasses below), so a file lists only what it changes.
+Dotted overrides change one value from the command line (``train.max_steps=200``,
+``data.subset=null``); the value is read as YAML. Validation is strict: an unknown key, a
+wrong type or an impossible value is a `ConfigError` whose single line names the file, the
+key and the fix, before a model is built or a byte of data is read.
+
+YAML 1.1 (PyYAML) reads ``1e-3`` as a *string* (it wants ``1.0e-3``), so float fields
+accept numeric strings, and whole-number fields accept ``1e4``.
+
+References: nanoGPT's configurator.py (a file plus ``--key=value`` overrides);
+Python's dataclasses and difflib (the "did you mean" hints).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .corrupt import SCHEDULES
+from .sample import STRATEGIES
+from .tokenize import available_tokenizers
+
+__all__ = [
+    "ConfigError", "Config", "ModelSection", "DataSection", "TrainSection", "SampleSection",
+    "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key and the fix."""
+
+
+@dataclass
+class ModelSection:
+    """The denoiser's shape (vocab_size comes from the tokenizer, causal from train.objective)."""
+
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    seq_len: int = 256
+    dropout: float = 0.0
+    position: str = "rotary"  # "rotary" | "learned"
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class DataSection:
+    """Where the text comes from and how it becomes token ids (see dllm_lite.data)."""
+
+    dataset: str = "tiny_shakespeare"  # bundled corpus | text/json/parquet | hub short name | hub id | folder
+    subset: str | None = None  # hub config name, e.g. "wikitext-103-raw-v1"
+    data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
+    text_field: str = "text"
+    tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
+    val_fraction: float = 0.05  # carved out when the dataset has no validation split
+    max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it)
+    streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile)
+    num_proc: int | None = None  # worker processes for tokenizing
+    cache_dir: str = ".cache/dllm_lite"
+
+
+@dataclass
+class TrainSection:
+    """The optimisation: objective, batch, AdamW and its schedule, evaluation, checkpoints, device."""
+
+    objective: str = "diffusion"  # "diffusion" | "autoregressive"
+    weighting: str = "elbo"  # "elbo" (w(t) = -alpha'/(1-alpha)) | "mean" (plain masked cross-entropy)
+    schedule: str = "linear"
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int = 1000
+    max_minutes: float | None = None  # stop after this much wall time
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 turns clipping off
+    eval_every: int = 200
+    eval_batches: int = 8
+    bound_samples: int = 4  # t samples per validation sequence for the NLL bound
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 3
+    out_dir: str = "runs/default"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
+    compile: bool = False
+    seed: int = 0
+
+
+@dataclass
+class SampleSection:
+    """Defaults for generation (see dllm_lite.sample.generate)."""
+
+    length: int = 128
+    steps: int = 64
+    strategy: str = "confidence"
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    block_size: int | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class Config:
+    """A whole run. `name` defaults to the config file's stem; `params` is a claim like "25M"."""
+
+    name: str = "default"
+    params: str | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    sample: SampleSection = field(default_factory=SampleSection)
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "sample": SampleSection}
+TOP_LEVEL = ("name", "params")
+MOVED = {"data.max_length": "model.seq_len", "model.vocab_size": "data.tokenizer (the tokenizer sets it)",
+         "model.causal": "train.objective=autoregressive"}
+EXAMPLES = {"name": "tiny", "params": "25M", "data.dataset": "tiny_shakespeare", "data.subset": "wikitext-103-raw-v1",
+            "data.data_files": "data/*.txt", "data.text_field": "text", "data.tokenizer": "gpt2",
+            "data.cache_dir": ".cache/dllm_lite", "train.out_dir": "runs/tiny", "train.device": "auto"}
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _fail(source: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: {message}")
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(choices)}"
+
+
+def _type_name(hint) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+    parts = [names.get(typing.get_origin(arg) or arg, "null") for arg in typing.get_args(hint) or (hint,)]
+    return " or ".join(parts)
+
+
+def _coerce(value, hint, source: str, key: str):
+    """Check `value` against the field type `hint`; return it (ints made floats for float fields)."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if isinstance(value, bool):
+        if bool in allowed:
+            return value
+    elif float in allowed and (isinstance(value, (int, float)) or (isinstance(value, str) and NUMBER.fullmatch(value))):
+        return float(value)
+    elif int in allowed and isinstance(value, int):
+        return value
+    elif int in allowed and isinstance(value, (float, str)) and NUMBER.fullmatch(str(value)) and float(value).is_integer():
+        return int(float(value))
+    elif str in allowed and isinstance(value, str):
+        return value
+    elif list[str] in allowed and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    example = EXAMPLES.get(key) or {int: "1000", float: "0.001", bool: "true", str: "'some text'"}[allowed[0]]
+    _fail(source, f"{key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__}); write e.g. {key}: {example}")
+
+
+def _check_section(section_cls, values, source: str, section: str):
+    """Build one section dataclass from a dict, rejecting unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        _fail(source, f"section {section!r} must be a mapping of key: value, got {type(values).__name__}; "
+                      f"write e.g. '{section}: {{...}}' with one key per line")
+    hints = typing.get_type_hints(section_cls)
+    kwargs = {}
+    for key, value in values.items():
+        _check_key(section, key, source)
+        kwargs[key] = _coerce(value, hints[key], source, f"{section}.{key}")
+    return section_cls(**kwargs)
+
+
+def _check_key(section: str, key, source: str) -> None:
+    """Reject a key that the section does not have, suggesting the closest one (or where it moved)."""
+    fields = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    dotted = f"{section}.{key}"
+    if dotted in MOVED:
+        _fail(source, f"{dotted} is not a config key; use {MOVED[dotted]} instead")
+    if key not in fields:
+        _fail(source, f"unknown key {dotted!r}: {_suggest(str(key), fields)} (the {section} keys are "
+                      f"{', '.join(fields)})")
+
+
+def _require(ok: bool, source: str, message: str) -> None:
+    if not ok:
+        _fail(source, message)
+
+
+def _validate(cfg: Config, source: str) -> None:
+    """Reject values that cannot work, each with the key and the fix."""
+    m, d, t, s = cfg.model, cfg.data, cfg.train, cfg.sample
+    for key in ("n_layer", "n_head", "n_embd", "seq_len"):
+        _require(getattr(m, key) >= 1, source, f"model.{key} must be at least 1, got {getattr(m, key)}")
+    _require(m.n_embd % m.n_head == 0, source, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head "
+             f"({m.n_head}); e.g. n_embd: {m.n_head * 64} or n_head: {_divisor_near(m.n_embd, m.n_head)}")
+    _choice(m.position, ("rotary", "learned"), source, "model.position")
+    _require(m.position != "rotary" or (m.n_embd // m.n_head) % 2 == 0, source,
+             f"rotary embeddings need an even head size, but model.n_embd / model.n_head = {m.n_embd // m.n_head}; "
+             f"change model.n_head or model.n_embd, or use model.position: learned")
+    _require(0 <= m.dropout < 1, source, f"model.dropout must be in [0, 1), got {m.dropout}")
+
+    _require(d.dataset.strip() != "", source, "data.dataset is empty; e.g. data.dataset: tiny_shakespeare")
+    local = d.dataset in ("text", "json", "parquet")
+    _require(not local or d.data_files is not None, source,
+             f"data.dataset={d.dataset} reads local files but data.data_files is not set; "
+             f"add e.g. data.data_files: path/*.{'txt' if d.dataset == 'text' else d.dataset}")
+    _require(d.data_files is None or local or "/" in d.dataset or Path(d.dataset).is_dir(), source,
+             f"data.data_files is set but data.dataset={d.dataset!r} does not read files; "
+             f"set data.dataset to text, json or parquet (or remove data.data_files)")
+    _choice(d.tokenizer, available_tokenizers(), source, "data.tokenizer")
+    _require(0 < d.val_fraction < 1, source, f"data.val_fraction must be in (0, 1), got {d.val_fraction}; e.g. 0.05")
+    _require(d.max_tokens is None or d.max_tokens >= 1, source, f"data.max_tokens must be at least 1 or null, got {d.max_tokens}")
+    _require(d.num_proc is None or d.num_proc >= 1, source, f"data.num_proc must be at least 1 or null, got {d.num_proc}")
+    _require(d.text_field != "", source, "data.text_field is empty; name the column that holds the text, e.g. text")
+
+    _choice(t.objective, ("diffusion", "autoregressive"), source, "train.objective")
+    _choice(t.weighting, ("elbo", "mean"), source, "train.weighting")
+    _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
+    _choice(t.dtype, ("auto", "float32", "bfloat16"), source, "train.dtype")
+    _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, source,
+             f"train.device={t.device!r} is not a device; use auto, cpu, cuda, cuda:0 or mps")
+    for key in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "bound_samples",
+                "log_every", "save_every", "keep_last"):
+        _require(getattr(t, key) >= 1, source, f"train.{key} must be at least 1, got {getattr(t, key)}")
+    _require(t.lr > 0, source, f"train.lr must be positive, got {t.lr}; e.g. train.lr: 3.0e-4")
+    _require(0 <= t.min_lr <= t.lr, source, f"train.min_lr ({t.min_lr}) must be in [0, train.lr = {t.lr}]; "
+             f"lower train.min_lr, e.g. to {t.lr / 10:g}")
+    _require(t.max_minutes is None or t.max_minutes > 0, source, f"train.max_minutes must be positive or null, got {t.max_minutes}")
+    for key in ("warmup_steps", "seed"):
+        _require(getattr(t, key) >= 0, source, f"train.{key} must be at least 0, got {getattr(t, key)}")
+    for key in ("weight_decay", "grad_clip"):
+        _require(getattr(t, key) >= 0, source, f"train.{key} must be at least 0 (0 turns it off), got {getattr(t, key)}")
+    for key in ("beta1", "beta2"):
+        _require(0 <= getattr(t, key) < 1, source, f"train.{key} must be in [0, 1), got {getattr(t, key)}; e.g. 0.9")
+    _require(t.out_dir != "", source, "train.out_dir is empty; e.g. train.out_dir: runs/tiny")
+
+    _require(s.length >= 1, source, f"sample.length must be at least 1, got {s.length}")
+    _require(s.length <= m.seq_len, source, f"sample.length ({s.length}) exceeds model.seq_len ({m.seq_len}); "
+             f"lower sample.length")
+    _require(s.steps >= 1, source, f"sample.steps must be at least 1, got {s.steps}")
+    _choice(s.strategy, STRATEGIES, source, "sample.strategy")
+    _require(s.temperature >= 0, source, f"sample.temperature must be >= 0 (0 is greedy), got {s.temperature}")
+    _require(s.top_k is None or s.top_k >= 1, source, f"sample.top_k must be at least 1 or null, got {s.top_k}")
+    _require(s.top_p is None or 0 < s.top_p <= 1, source, f"sample.top_p must be in (0, 1] or null, got {s.top_p}")
+    _require(s.block_size is None or 1 <= s.block_size <= s.length, source,
+             f"sample.block_size must be in [1, sample.length = {s.length}] or null, got {s.block_size}")
+    _require(s.threshold is None or 0 < s.threshold < 1, source, f"sample.threshold must be in (0, 1), got {s.threshold}")
+    _require(s.strategy != "threshold" or s.threshold is not None, source,
+             "sample.strategy=threshold needs sample.threshold, e.g. sample.threshold: 0.9")
+
+
+def _choice(value: str, choices, source: str, key: str) -> None:
+    if value not in choices:
+        _fail(source, f"{key}={value!r} is not a choice; {_suggest(value, choices)} (choices: {', '.join(choices)})")
+
+
+def _divisor_near(n: int, target: int) -> int:
+    """The divisor of n closest to target (to suggest a valid n_head)."""
+    return min((k for k in range(1, n + 1) if n % k == 0), key=lambda k: abs(k - target))
+
+
+def config_from_dict(d: dict, source: str = "<dict>") -> Config:
+    """Validate a nested dict (as read from YAML) into a Config; raise ConfigError naming `source`."""
+    if not isinstance(d, dict):
+        _fail(source, f"a config is a mapping of sections, got {type(d).__name__}; start with e.g. 'model:'")
+    kwargs = {}
+    for key, value in d.items():
+        if key in SECTIONS:
+            kwargs[key] = _check_section(SECTIONS[key], value, source, key)
+        elif key in TOP_LEVEL:
+            kwargs[key] = _coerce(value, typing.get_type_hints(Config)[key], source, key)
+        else:
+            _fail(source, f"unknown section {key!r}: {_suggest(str(key), list(SECTIONS) + list(TOP_LEVEL))} "
+                          f"(a config has {', '.join(SECTIONS)}, name and params)")
+    if kwargs.get("name") is None:
+        kwargs.pop("name", None)
+    cfg = Config(**kwargs)
+    _validate(cfg, source)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The config as plain dicts / lists / str / int / float / bool / None (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
+    """Apply dotted `section.key=value` strings to the nested dict `d` in place (and return it).
+
+    The value is parsed as YAML: `train.max_steps=200` gives 200, `data.subset=null` gives None,
+    `data.data_files=[a.txt, b.txt]` a list. `name=...` and `params=...` set the top-level keys.
+    """
+    for override in overrides:
+        where = f"{source} (override {override!r})"
+        key, sep, text = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            _fail(where, "an override is section.key=value, e.g. train.max_steps=200")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            _fail(where, f"the value {text!r} is not valid YAML; quote it, e.g. {key}='{text}'")
+        parts = key.split(".")
+        if len(parts) == 1 and key in TOP_LEVEL:
+            d[key] = value
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            section = d.get(parts[0])
+            d[parts[0]] = section = {} if section is None else section
+            if not isinstance(section, dict):
+                _fail(where, f"section {parts[0]!r} is not a mapping in the config file; fix the file")
+            _check_key(parts[0], parts[1], where)
+            section[parts[1]] = value
+        elif len(parts) == 2:
+            _fail(where, f"unknown section {parts[0]!r}: {_suggest(parts[0], list(SECTIONS))}")
+        else:
+            _fail(where, f"{key!r} is not section.key; use e.g. train.max_steps=200 (sections: {', '.join(SECTIONS)})")
+    return d
+
+
+def _config_folder() -> Path | None:
+    for folder in (Path("configs"), Path(__file__).resolve().parent.parent / "configs"):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def load_config(path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file, apply dotted overrides, validate, and return the Config.
+
+    `name` defaults to the file's stem (configs/tiny.yaml -> "tiny").
+    """
+    path = Path(path)
+    if not path.is_file():
+        folder = _config_folder()
+        files = sorted(p.name for p in folder.glob("*.yaml")) if folder else []
+        hint = f"the files in {folder}/ are: {', '.join(files)}" if files else "pass --config path/to/file.yaml"
+        raise ConfigError(f"config file {str(path)!r} not found; {hint}")
+    source = str(path)
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        _fail(source, f"not valid YAML ({problem}{where}); fix the syntax there")
+    except UnicodeDecodeError:
+        _fail(source, "the file is not UTF-8 text; save it as UTF-8")
+    if d is None:
+        _fail(source, "the config file is empty; add at least one section, e.g. 'train: {max_steps: 100}'")
+    if not isinstance(d, dict):
+        _fail(source, f"a config is a mapping of sections, got {type(d).__name__}; start with e.g. 'model:'")
+    d = apply_overrides(d, overrides, source)
+    d.setdefault("name", path.stem)
+    return config_from_dict(d, source)
