@@ -1,0 +1,477 @@
+r"""Text in, packed token blocks out: Hugging Face `datasets` -> one flat array of ids -> (B, T) batches.
+
+Where the text comes from (`data.dataset`):
+
+- ``tiny_shakespeare``: the corpus bundled with the package, read as one document; the
+  last `val_fraction` of its characters is the validation split (a contiguous cut, as
+  nanoGPT does, so no scene leaks from training into validation).
+- ``text`` | ``json`` | ``parquet`` with `data.data_files` (a path, a glob or a list): the
+  `datasets` builders of those names. A text file is one document (``sample_by="document"``).
+- a hub short name from `HUB_DATASETS` (openwebtext, wikitext, c4, the_pile), any hub id
+  ``owner/name``, or a local folder laid out like a hub repository (a README.md whose
+  YAML header lists `configs:` with their `data_files`): all go through the same
+  ``datasets.load_dataset(path, name=subset)`` call. The big ones are streamed and read
+  only up to `data.max_tokens`.
+
+A dataset without a validation split gets one carved out: a seeded `train_test_split` of
+its documents (one document: the character cut above; a stream: its first
+``val_fraction * max_tokens`` tokens, training starting after them).
+
+Packing. Each document is tokenized and followed by the end-of-text id (when the
+tokenizer has one) and all of them are concatenated into one flat array,
+
+    [doc 1] eot [doc 2] eot [doc 3] eot ...
+
+cut into non-overlapping blocks of `seq_len` tokens (the tail that fills no block is
+dropped). Blocks cross document boundaries on purpose: there is no padding, so every
+position of every batch is a real token the loss learns from, and the eot separator marks
+where one text ends and an unrelated one begins. A bidirectional denoiser sees both sides
+of that boundary and learns from the eot that they do not belong together.
+
+The flat array is written once per (source, split, tokenizer, val_fraction, max_tokens)
+into `data.cache_dir` as raw ``uint16`` (``uint32`` when an id exceeds 65,535) with a JSON
+sidecar, atomically (temporary file, then rename), and read back as a `np.memmap`:
+the second run starts at once.
+
+References: nanoGPT data/openwebtext/prepare.py (map-tokenize, one uint16 memmap) and
+data/shakespeare_char/prepare.py; the MDLM code base (kuleshov-group/mdlm, dataloader.py),
+whose `wrap` option packs OpenWebText the same way; the Hugging Face `datasets`
+documentation on `load_dataset`, streaming and repository `configs:` metadata.
+"""
+from __future__ import annotations
+
+import codecs
+import difflib
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets.data_files import DataFilesList
+
+from . import tokenize
+
+__all__ = ["HUB_DATASETS", "DataError", "build_tokenizer", "load_text", "load_tokens", "BlockLoader", "describe"]
+
+# short name -> (hub id, default subset, stream by default)
+HUB_DATASETS = {
+    "openwebtext": ("Skylion007/openwebtext", None, True),
+    "wikitext": ("Salesforce/wikitext", "wikitext-2-raw-v1", False),
+    "c4": ("allenai/c4", "en", True),
+    "the_pile": ("monology/pile-uncopyrighted", None, True),
+}
+LOCAL_BUILDERS = ("text", "json", "parquet")
+VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
+SPLIT_SEED = 0  # the seed of the validation carve: fixed, so every run agrees on it
+CHUNK_DOCS = 50_000  # documents per map() call: bounds memory, lets max_tokens stop early
+STREAM_BATCH = 1_000  # documents encoded together when streaming
+HUB_TIMEOUT_S = 3.0
+CACHE_VERSION = 1
+OFFLINE_FIX = ("train offline on the bundled corpus with data.dataset=tiny_shakespeare, or on your own files "
+               "with data.dataset=text data.data_files=path/*.txt")
+
+
+class DataError(ValueError):
+    """Data that cannot be read or used; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    kind: str  # "bundled" | "files" | "folder" | "hub"
+    path: str  # what load_dataset gets first: a builder name, a folder or a hub id
+    subset: str | None
+    files: tuple[str, ...]  # resolved local files ("bundled", "files"); hub data_files patterns
+    streaming: bool
+
+
+def _patterns(data_files) -> list[str]:
+    return [data_files] if isinstance(data_files, str) else list(data_files or [])
+
+
+def _source(data_cfg) -> _Source:
+    """Decide how `data.dataset` is loaded, resolving local files; no network."""
+    name, streaming = data_cfg.dataset, data_cfg.streaming
+    if name in tokenize.BUNDLED_CORPORA:
+        return _Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), bool(streaming))
+    if name in LOCAL_BUILDERS:
+        patterns = _patterns(data_cfg.data_files)
+        if not patterns:
+            raise DataError(f"data.dataset={name} needs data.data_files, e.g. data.data_files=path/*.txt")
+        try:
+            files = DataFilesList.from_patterns(patterns, base_path=os.getcwd())
+        except FileNotFoundError:
+            files = []
+        if not files:
+            raise DataError(f"data.data_files={data_cfg.data_files!r} matches no file (relative to {os.getcwd()}); "
+                            f"check the path or the glob")
+        return _Source("files", name, None, tuple(files), bool(streaming))
+    if name not in HUB_DATASETS and Path(name).is_dir():  # a short name always means the hub; ./name the folder
+        return _Source("folder", name, data_cfg.subset, (), bool(streaming))
+    if name in HUB_DATASETS or "/" in name:
+        hub_id, subset, stream_default = HUB_DATASETS.get(name, (name, None, False))
+        streaming = stream_default if streaming is None else streaming
+        return _Source("hub", hub_id, data_cfg.subset or subset, tuple(_patterns(data_cfg.data_files)), streaming)
+    known = list(tokenize.BUNDLED_CORPORA) + list(LOCAL_BUILDERS) + list(HUB_DATASETS)
+    close = difflib.get_close_matches(name, known, n=1)
+    raise DataError(f"unknown data.dataset={name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; use one of "
+                    f"{', '.join(known)}, a hub id like 'owner/name', or a local dataset folder")
+
+
+def _hub_reachable(endpoint: str, timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Can a TCP connection to the hub (or to the HTTPS proxy in front of it) open within `timeout` s?"""
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname, proxy_url.port or 80
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_hub(hub_id: str) -> None:
+    """Fail in seconds, not after minutes of retries, when the hub is out of reach."""
+    if datasets.config.HF_HUB_OFFLINE:
+        return  # load_dataset reads the Hugging Face cache; a miss is reported by _load_splits
+    endpoint = datasets.config.HF_ENDPOINT
+    if not _hub_reachable(endpoint):
+        raise DataError(f"the Hugging Face hub ({endpoint}) cannot be reached, so {hub_id!r} cannot be downloaded; "
+                        f"{OFFLINE_FIX} (or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache)")
+
+
+def _load_splits(data_cfg, src: _Source) -> dict:
+    """`datasets.load_dataset` for every source kind: {split name: Dataset or IterableDataset}."""
+    kwargs = {"streaming": src.streaming}
+    if src.kind != "hub":  # Arrow copies of local files live beside our token files
+        kwargs["cache_dir"] = str(Path(data_cfg.cache_dir) / "hf")
+    if src.files:
+        kwargs["data_files"] = list(src.files)
+    if src.path == "text":
+        kwargs["sample_by"] = "document"
+    try:
+        return dict(datasets.load_dataset(src.path, name=src.subset, **kwargs))
+    except ConnectionError as error:
+        mode = "HF_HUB_OFFLINE=1 is set and it is not in the Hugging Face cache" if datasets.config.HF_HUB_OFFLINE \
+            else "the hub did not answer"
+        raise DataError(f"could not load {src.path!r}: {mode}; {OFFLINE_FIX}") from error
+    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as error:
+        reason = " ".join(str(error).split())
+        raise DataError(f"could not load {src.path!r}{f' (subset {src.subset!r})' if src.subset else ''}: "
+                        f"{reason}; check data.dataset and data.subset") from error
+
+
+def _check_utf8(files) -> None:
+    """Name the first local text/json file that is not UTF-8 (pyarrow would store the bad bytes silently)."""
+    for file in files:
+        if file.endswith((".gz", ".bz2", ".xz", ".zst", ".zip")):
+            continue
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    raise DataError(f"{file} is not UTF-8 text (byte 0x{chunk[error.start]:02x} at offset "
+                                    f"{offset + error.start}); convert it to UTF-8, e.g. "
+                                    f"iconv -f latin1 -t utf-8 {file} > {file}.utf8") from None
+                offset += len(chunk)
+
+
+def _carve(train: datasets.Dataset, split: str, val_fraction: float, field: str) -> datasets.Dataset:
+    """Validation out of a train-only dataset: a seeded document split, or a character cut of a single document."""
+    if len(train) == 0:
+        raise DataError("the dataset has no documents; check data.data_files and data.dataset")
+    if len(train) > 1:
+        return train.train_test_split(test_size=val_fraction, seed=SPLIT_SEED)["train" if split == "train" else "test"]
+    text = train[0][field]
+    cut = int(len(text) * (1 - val_fraction))  # the last val_fraction of the characters is validation
+    return datasets.Dataset.from_dict({field: [text[:cut] if split == "train" else text[cut:]]})
+
+
+def _documents(data_cfg, split: str):
+    """(documents, tokens to skip first): skip > 0 only for training on a stream whose start is validation."""
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    src = _source(data_cfg)
+    if src.kind == "hub":
+        _check_hub(src.path)
+    if src.kind == "files" and src.path in ("text", "json"):
+        _check_utf8(src.files)
+    splits = _load_splits(data_cfg, src)
+    if "train" not in splits:
+        raise DataError(f"{data_cfg.dataset!r} has no 'train' split (it has {', '.join(splits)}); "
+                        f"pick a subset that has one with data.subset")
+    own_validation = next((name for name in VALIDATION_SPLITS if name in splits), None)
+    skip = 0
+    if own_validation is not None:
+        docs = splits["train" if split == "train" else own_validation]
+    elif src.streaming:
+        docs, skip = splits["train"], (_caps(data_cfg)[1] if split == "train" else 0)
+    else:
+        docs = _carve(splits["train"], split, data_cfg.val_fraction, data_cfg.text_field)
+    columns = docs.column_names
+    if columns is not None and data_cfg.text_field not in columns:
+        raise DataError(f"{data_cfg.dataset!r} has no column {data_cfg.text_field!r} (it has {', '.join(columns)}); "
+                        f"set data.text_field to the column that holds the text")
+    return docs, skip
+
+
+def load_text(data_cfg, split: str):
+    """The documents of `split` ("train" | "validation") as a `datasets.Dataset` (an IterableDataset if streamed).
+
+    A stream without its own validation split is returned whole for both splits:
+    `load_tokens` takes validation from its first tokens and starts training after them.
+    """
+    return _documents(data_cfg, split)[0]
+
+
+def _caps(data_cfg) -> tuple[int | None, int | None]:
+    """Token caps (train, validation): max_tokens and val_fraction of it (None: no cap)."""
+    if data_cfg.max_tokens is None:
+        return None, None
+    return data_cfg.max_tokens, max(1, int(data_cfg.max_tokens * data_cfg.val_fraction))
+
+
+def build_tokenizer(data_cfg) -> tokenize.Tokenizer:
+    """The tokenizer named by data.tokenizer; "char" takes its vocabulary from the training text."""
+    if data_cfg.tokenizer != "char":
+        return tokenize.get_tokenizer(data_cfg.tokenizer)
+    if _source(data_cfg).streaming:
+        raise DataError("data.tokenizer=char needs the whole training text to build its vocabulary, which a stream "
+                        "never holds; use data.tokenizer=gpt2 (or byte), or data.streaming=false")
+    chars = set()
+    for batch in load_text(data_cfg, "train").with_format("arrow").iter(batch_size=STREAM_BATCH):
+        for text in batch[data_cfg.text_field].to_pylist():
+            chars.update(text or "")
+    if not chars:
+        raise DataError(f"{describe(data_cfg)}: the training text is empty, so a char vocabulary cannot be built")
+    return tokenize.get_tokenizer("char", chars=sorted(chars))
+
+
+def _encoder(tokenizer, field: str):
+    """A batched map function: {field: [text, ...]} -> {"ids": [ids + [eot], ...]}; empty texts give nothing."""
+    eot = [] if tokenizer.eot_id is None else [tokenizer.eot_id]
+
+    def encode(batch):
+        texts = [text or "" for text in batch[field]]
+        try:
+            return {"ids": [ids + eot if text else [] for text, ids in zip(texts, tokenizer.encode_batch(texts))]}
+        except ValueError as error:  # a char vocabulary without a character of this text
+            raise DataError(f"{error}; this text has a character that the training text lacks: use "
+                            f"data.tokenizer=byte or gpt2") from None
+
+    return encode
+
+
+def _write(handle, ids: np.ndarray, room: int | None, dtype) -> int:
+    """Append ids (at most `room` of them) to the open file; return how many were written."""
+    ids = ids if room is None else ids[:room]
+    ids.astype(dtype).tofile(handle)
+    return len(ids)
+
+
+def _write_dataset(handle, docs, encode, cap, num_proc, fingerprint, dtype) -> int:
+    """Tokenize a Dataset chunk by chunk with map(batched=True, num_proc) and append the ids in order."""
+    total = 0
+    for start in range(0, len(docs), CHUNK_DOCS):
+        chunk = docs.select(range(start, min(start + CHUNK_DOCS, len(docs))))
+        procs = min(num_proc, len(chunk)) if num_proc else None
+        mapped = chunk.map(encode, batched=True, num_proc=procs if procs and procs > 1 else None,
+                           remove_columns=chunk.column_names, keep_in_memory=True,
+                           new_fingerprint=f"{fingerprint}{start:x}", desc="tokenizing")
+        flat = pc.list_flatten(mapped.with_format("arrow")["ids"]).to_numpy()  # (n_tokens,)
+        total += _write(handle, flat, None if cap is None else cap - total, dtype)
+        if cap is not None and total >= cap:
+            break
+    return total
+
+
+def _write_stream(handle, stream, encode, field, cap, skip, dtype) -> int:
+    """Encode a stream in batches; skip whole documents until `skip` tokens passed, then write up to `cap`."""
+    skipped = total = 0
+    for batch in stream.iter(batch_size=STREAM_BATCH):
+        for ids in encode({field: batch[field]})["ids"]:
+            if skipped < skip:
+                skipped += len(ids)
+                continue
+            total += _write(handle, np.asarray(ids), cap - total, dtype)
+            if total >= cap:
+                return total
+    return total
+
+
+def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, Path, dict]:
+    """(token file, sidecar, key): the name hashes everything that changes the tokens."""
+    if src.kind == "folder":
+        root = Path(src.path)
+        files = sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.relative_to(root).parts[0].startswith("."))
+    else:
+        files = list(src.files)
+    stamps = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] if os.path.exists(f) else [f] for f in files]
+    key = {"version": CACHE_VERSION, "kind": src.kind, "path": str(Path(src.path).resolve()) if src.kind == "folder"
+           else src.path, "subset": src.subset, "files": stamps, "split": split, "tokenizer": tokenizer.state_dict(),
+           "text_field": data_cfg.text_field, "val_fraction": data_cfg.val_fraction,
+           "max_tokens": data_cfg.max_tokens, "streaming": src.streaming}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = Path(src.path).name if src.kind == "folder" else data_cfg.dataset
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{name}-{src.subset or ''}")
+    stem = Path(data_cfg.cache_dir) / f"{slug.strip('_-')}-{split}-{tokenizer.name}-{digest}"
+    return stem.with_suffix(".bin"), stem.with_suffix(".json"), key
+
+
+def _read_cache(bin_path: Path, meta_path: Path):
+    """The cached tokens as a read-only memmap, or None when absent or incomplete."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        dtype = np.dtype(meta["dtype"])
+        if bin_path.stat().st_size != meta["n_tokens"] * dtype.itemsize:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["n_tokens"],))
+
+
+def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
+    """All token ids of `split` ("train" | "validation") as a flat read-only memmap (n_tokens,).
+
+    Documents are tokenized, each followed by eot_id, concatenated, and cached in
+    data.cache_dir; a later call with the same settings reads the cache (no tokenizing).
+    Prints one line saying which happened.
+    """
+    src = _source(data_cfg)
+    bin_path, meta_path, key = _cache_paths(data_cfg, tokenizer, split, src)
+    tokens = _read_cache(bin_path, meta_path)
+    if tokens is not None:
+        print(f"data: {split}: {len(tokens):,} tokens from cache {bin_path}")
+        return tokens
+    if src.streaming and data_cfg.max_tokens is None:
+        raise DataError(f"{describe(data_cfg)} is streamed and has no end in sight: set data.max_tokens, "
+                        f"e.g. data.max_tokens=100000000")
+    if src.streaming and tokenizer.name == "char":
+        raise DataError("data.tokenizer=char cannot be used with a streamed dataset; use data.tokenizer=gpt2 or byte")
+    started = time.time()
+    docs, skip = _documents(data_cfg, split)
+    train_cap, val_cap = _caps(data_cfg)
+    cap = train_cap if split == "train" else val_cap
+    dtype = np.uint16 if tokenizer.vocab_size - 1 <= np.iinfo(np.uint16).max else np.uint32
+    encode = _encoder(tokenizer, data_cfg.text_field)
+    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=bin_path.parent, prefix=bin_path.stem, suffix=".tmp", delete=False) as handle:
+        try:
+            if isinstance(docs, datasets.IterableDataset):
+                n_tokens = _write_stream(handle, docs, encode, data_cfg.text_field, cap, skip, dtype)
+            else:
+                n_tokens = _write_dataset(handle, docs, encode, cap, data_cfg.num_proc, bin_path.stem[-16:], dtype)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    if n_tokens == 0:
+        os.unlink(handle.name)
+        raise DataError(f"{describe(data_cfg)}: the {split} split has no text (0 tokens); "
+                        f"check data.data_files and data.text_field")
+    os.replace(handle.name, bin_path)
+    meta = {"dtype": np.dtype(dtype).name, "n_tokens": n_tokens, "source": describe(data_cfg), "key": key}
+    meta_tmp = meta_path.with_suffix(f".json.{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(meta_tmp, meta_path)
+    print(f"data: {split}: tokenized {n_tokens:,} tokens in {time.time() - started:.1f} s -> {bin_path}")
+    return _read_cache(bin_path, meta_path)
+
+
+def describe(data_cfg) -> str:
+    """One line saying what data.* reads: source, subset, streaming, cap, tokenizer (no network)."""
+    src = _source(data_cfg)
+    if src.kind == "bundled":
+        where = f"{data_cfg.dataset} (bundled, {os.path.getsize(src.files[0]) / 1e6:.1f} MB)"
+    elif src.kind == "files":
+        where = f"{src.path} files {data_cfg.data_files!r} ({len(src.files)} file{'s' if len(src.files) > 1 else ''})"
+    else:
+        origin = "local dataset folder" if src.kind == "folder" else "hub dataset"
+        where = f"{origin} {src.path}" + (f" [{src.subset}]" if src.subset else "")
+    fraction = f"{data_cfg.val_fraction:.0%}"
+    if src.kind == "bundled":
+        validation = f"the last {fraction} of the text"
+    elif src.streaming:
+        validation = f"its own split, else the stream's first {fraction} of max_tokens"
+    else:
+        validation = f"its own split, else a seeded {fraction} of the documents"
+    parts = [where, "streamed" if src.streaming else None,
+             f"first {data_cfg.max_tokens:,} training tokens" if data_cfg.max_tokens else None,
+             f"tokenizer {data_cfg.tokenizer}", f"validation: {validation}"]
+    return ", ".join(part for part in parts if part)
+
+
+class BlockLoader:
+    """Batches of non-overlapping `seq_len` blocks of a flat token array, in a seeded order, resumable.
+
+    Block i is tokens[i * seq_len : (i + 1) * seq_len]; n_blocks = len(tokens) // seq_len
+    (the tail is dropped). Epoch e visits the blocks in the permutation drawn from
+    numpy's generator seeded with (seed, e). Global step g of an epoch takes blocks
+    perm[g*W*B : (g+1)*W*B] for W ranks of batch B, and rank r keeps its slice
+    [r*B : (r+1)*B], so W ranks together see exactly what one process with batch W*B sees.
+    An epoch has n_blocks // (W*B) steps; the remainder waits for a later epoch's order.
+    """
+
+    def __init__(self, tokens, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 device="cpu"):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device = torch.device(device)
+        self.n_blocks = len(tokens) // seq_len
+        self.global_batch = batch_size * world_size
+        if self.n_blocks < self.global_batch:
+            raise DataError(f"{len(tokens):,} tokens make {self.n_blocks} blocks of seq_len={seq_len}, fewer than one "
+                            f"batch of {self.global_batch} (batch_size={batch_size} x {world_size} ranks); lower "
+                            f"train.batch_size or model.seq_len, or use more data")
+        self.steps_per_epoch = self.n_blocks // self.global_batch
+        self.tokens_per_batch = batch_size * seq_len
+        self.epoch, self.position = 0, 0  # position: global steps taken in this epoch
+        self._order = None  # (epoch, permutation)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks))
+        return self._order[1]
+
+    def next_batch(self) -> torch.Tensor:
+        """The next (batch_size, seq_len) LongTensor of this rank, on the loader's device."""
+        if self.position >= self.steps_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+        start = self.position * self.global_batch + self.rank * self.batch_size
+        blocks = self._permutation(self.epoch)[start : start + self.batch_size]  # (B,)
+        offsets = blocks[:, None] * self.seq_len + np.arange(self.seq_len)  # (B, T)
+        batch = torch.from_numpy(np.asarray(self.tokens[offsets], dtype=np.int64))  # (B, T)
+        self.position += 1
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch.to(self.device)
+
+    def state_dict(self) -> dict:
+        """Plain ints: where the next batch comes from, plus the sizes that give them meaning."""
+        return {"epoch": self.epoch, "position": self.position, "n_blocks": self.n_blocks,
+                "global_batch": self.global_batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()`: the following batches equal those the saved loader would give."""
+        for key in ("n_blocks", "global_batch"):
+            if key in state and state[key] != getattr(self, key):
+                raise DataError(f"the saved data position is for {key}={state[key]} but this loader has "
+                                f"{getattr(self, key)}; resume with the same data, model.seq_len and "
+                                f"train.batch_size x number of GPUs")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

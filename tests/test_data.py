@@ -1,0 +1,309 @@
+"""Tests for dllm_lite.data: every source kind, the cache, offline failures, and the BlockLoader.
+
+No test touches the network: hub names are either stopped by a closed connection check or
+replaced by a local folder laid out like a hub repository. Every file lives in tmp_path.
+"""
+import json
+import time
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from dllm_lite import data, tokenize
+from dllm_lite.config import DataSection
+
+
+def section(tmp_path, **kwargs) -> DataSection:
+    """A data section whose caches live in tmp_path."""
+    return DataSection(cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return tokenize.get_tokenizer("gpt2")
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return tokenize.bundled_corpus_path("tiny_shakespeare").read_text(encoding="utf-8")
+
+
+def test_bundled_shakespeare_gpt2_is_a_contiguous_character_split(tmp_path, gpt2, shakespeare):
+    cfg = section(tmp_path)
+    train, val = data.load_tokens(cfg, gpt2, "train"), data.load_tokens(cfg, gpt2, "validation")
+    cut = int(len(shakespeare) * 0.95)  # the last 5 % of the characters is validation
+    encoding = gpt2.encoding
+    assert train.dtype == np.uint16 and train.ndim == 1
+    assert train.tolist() == encoding.encode_ordinary(shakespeare[:cut]) + [gpt2.eot_id]
+    assert val.tolist() == encoding.encode_ordinary(shakespeare[cut:]) + [gpt2.eot_id]
+    # 338,025 tokens for the whole text; the cut splits one word into 3 tokens (+2) and each split ends in eot (+2)
+    assert len(train) + len(val) == 338_025 + 2 + 2
+
+
+def test_bundled_shakespeare_char_vocabulary_and_round_trip(tmp_path, shakespeare):
+    cfg = section(tmp_path, tokenizer="char")
+    tok = data.build_tokenizer(cfg)
+    assert tok.vocab_size == 66 and tok.mask_id == 65 and tok.eot_id is None  # 65 characters + [MASK]
+    train, val = data.load_tokens(cfg, tok, "train"), data.load_tokens(cfg, tok, "validation")
+    assert len(train) + len(val) == len(shakespeare) == 1_115_394
+    assert tok.decode(train) + tok.decode(val) == shakespeare
+
+
+def test_char_vocabulary_comes_from_training_text_only(tmp_path):
+    path = tmp_path / "abz.txt"
+    path.write_text("ab" * 50 + "zzzzz")  # the last 5 % (from character 99 on) holds the only z's
+    cfg = section(tmp_path, dataset="text", data_files=str(path), tokenizer="char")
+    tok = data.build_tokenizer(cfg)
+    assert tok.chars == ["a", "b"] and len(data.load_tokens(cfg, tok, "train")) == 99
+    with pytest.raises(data.DataError, match="'z'.*training text lacks.*data.tokenizer=byte"):
+        data.load_tokens(cfg, tok, "validation")
+
+
+def test_second_load_reads_the_cache_without_tokenizing(tmp_path, monkeypatch, capsys, gpt2):
+    cfg = section(tmp_path, val_fraction=0.5)
+    first = np.array(data.load_tokens(cfg, gpt2, "validation"))
+    assert "tokenized" in capsys.readouterr().out
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the second load must come from the cache")
+
+    monkeypatch.setattr(data, "_documents", no_loading)
+    monkeypatch.setattr(datasets, "load_dataset", no_loading)
+    again = data.load_tokens(cfg, gpt2, "validation")
+    out = capsys.readouterr().out
+    assert "from cache" in out and out.count("\n") == 1
+    assert isinstance(again, np.memmap) and np.array_equal(again, first)
+    files = sorted(p.suffix for p in (tmp_path / "cache").iterdir() if p.is_file())
+    assert files == [".bin", ".json"]  # no temporary file left behind
+    meta = json.loads(next((tmp_path / "cache").glob("*.json")).read_text())
+    assert meta["dtype"] == "uint16" and meta["n_tokens"] == len(first)
+
+
+def test_changed_settings_or_files_give_a_new_cache_entry(tmp_path, gpt2):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("one two three four five six seven eight nine ten")
+    cfg = section(tmp_path, dataset="text", data_files=str(doc), tokenizer="byte")
+    full = data.load_tokens(cfg, tokenize.get_tokenizer("byte"), "train")
+    capped = data.load_tokens(section(tmp_path, dataset="text", data_files=str(doc), max_tokens=5),
+                              tokenize.get_tokenizer("byte"), "train")
+    assert len(capped) == 5 and np.array_equal(capped, full[:5])
+    doc.write_text("completely different text, and longer than before")
+    changed = data.load_tokens(cfg, tokenize.get_tokenizer("byte"), "train")
+    assert bytes(changed.tolist()).decode() == "completely different text, and longer than before"[:len(changed)]
+
+
+def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    docs = {f"{i}.txt": f"file {i}\nsecond line of file {i}\n" for i in range(6)}
+    for name, text in docs.items():
+        (folder / name).write_text(text)
+    cfg = section(tmp_path, dataset="text", data_files=str(folder / "*.txt"), val_fraction=0.34)
+    train, val = data.load_text(cfg, "train"), data.load_text(cfg, "validation")
+    assert len(train) == 3 and len(val) == 3  # ceil(0.34 * 6) = 3 documents held out
+    assert sorted(list(train["text"]) + list(val["text"])) == sorted(docs.values())
+    listed = section(tmp_path, dataset="text", data_files=[str(folder / "0.txt"), str(folder / "1.txt")])
+    tokens = np.concatenate([data.load_tokens(listed, gpt2, split) for split in ("train", "validation")])
+    assert (tokens == gpt2.eot_id).sum() == 2  # one eot after each document
+    assert sorted(gpt2.decode(tokens).split("<|endoftext|>")[:2]) == [docs["0.txt"], docs["1.txt"]]
+
+
+def test_local_json_with_a_text_field_and_a_seeded_split(tmp_path, gpt2):
+    path = tmp_path / "docs.jsonl"
+    records = [{"id": i, "body": f"record number {i}"} for i in range(40)]
+    path.write_text("\n".join(json.dumps(record) for record in records))
+    cfg = section(tmp_path, dataset="json", data_files=str(path), text_field="body", val_fraction=0.1)
+    val = data.load_text(cfg, "validation")
+    assert len(val) == 4 and list(data.load_text(cfg, "validation")["body"]) == list(val["body"])  # same split every time
+    train = data.load_tokens(cfg, gpt2, "train")
+    assert (np.asarray(train) == gpt2.eot_id).sum() == 36
+    with pytest.raises(data.DataError, match="no column 'text'.*data.text_field"):
+        data.load_text(section(tmp_path, dataset="json", data_files=str(path)), "train")
+
+
+def test_local_parquet(tmp_path):
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"text": ["ab", "cd", "ef", "gh"]}), path)
+    cfg = section(tmp_path, dataset="parquet", data_files=str(path), tokenizer="byte", val_fraction=0.25)
+    byte = tokenize.get_tokenizer("byte")
+    train, val = data.load_tokens(cfg, byte, "train"), data.load_tokens(cfg, byte, "validation")
+    assert len(train) == 6 and len(val) == 2  # no eot: the byte tokenizer has none
+    assert sorted(bytes(np.concatenate([train, val]).tolist()).decode()) == sorted("abcdefgh")
+
+
+def make_hub_folder(root, splits=("train", "validation", "test"), docs_per_split=5):
+    """A folder laid out like the hub's Salesforce/wikitext: README `configs:` header + parquet per config/split."""
+    header = ["---", "configs:"]
+    for subset in ("wikitext-2-raw-v1", "wikitext-103-raw-v1"):
+        (root / subset).mkdir(parents=True)
+        header += [f"- config_name: {subset}", "  data_files:"]
+        for split in splits:
+            texts = [f"{subset} {split} document {i} " * 3 for i in range(docs_per_split)]
+            pq.write_table(pa.table({"text": texts}), root / subset / f"{split}-00000-of-00001.parquet")
+            header += [f"  - split: {split}", f"    path: {subset}/{split}-*"]
+    (root / "README.md").write_text("\n".join(header + ["---", "# a stand-in for a hub dataset", ""]))
+    return root
+
+
+def test_hub_layout_folder_loads_its_subset_and_own_validation_split(tmp_path, gpt2):
+    folder = make_hub_folder(tmp_path / "wikitext")
+    cfg = section(tmp_path, dataset=str(folder), subset="wikitext-103-raw-v1")
+    val = data.load_text(cfg, "validation")
+    assert val["text"][0].startswith("wikitext-103-raw-v1 validation document 0")
+    tokens = data.load_tokens(cfg, gpt2, "train")
+    assert gpt2.decode(tokens).count("wikitext-103-raw-v1 train document") == 15
+    with pytest.raises(data.DataError, match="data.subset"):
+        data.load_text(section(tmp_path, dataset=str(folder), subset="nope"), "train")
+
+
+def test_hub_names_go_through_the_same_load_dataset_call(tmp_path, monkeypatch):
+    calls = []
+
+    def record(path, **kwargs):
+        calls.append((path, kwargs))
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(datasets, "load_dataset", record)
+    folder = make_hub_folder(tmp_path / "wikitext")
+    for dataset in ("wikitext", str(folder)):
+        with pytest.raises(data.DataError, match="stop here"):
+            data.load_text(section(tmp_path, dataset=dataset, subset="wikitext-2-raw-v1"), "train")
+    (hub_path, hub_kwargs), (folder_path, folder_kwargs) = calls
+    assert (hub_path, folder_path) == ("Salesforce/wikitext", str(folder))
+    assert hub_kwargs["name"] == folder_kwargs["name"] == "wikitext-2-raw-v1"
+    assert hub_kwargs["streaming"] is folder_kwargs["streaming"] is False
+
+
+def test_a_stream_without_validation_carves_its_first_tokens(tmp_path, gpt2):
+    folder = make_hub_folder(tmp_path / "stream", splits=("train",), docs_per_split=40)
+    cfg = section(tmp_path, dataset=str(folder), subset="wikitext-2-raw-v1", streaming=True, max_tokens=500,
+                  val_fraction=0.1)
+    assert isinstance(data.load_text(cfg, "train"), datasets.IterableDataset)
+    val, train = data.load_tokens(cfg, gpt2, "validation"), data.load_tokens(cfg, gpt2, "train")
+    assert len(val) == 50 and len(train) == 500
+    doc_tokens = len(gpt2.encode("wikitext-2-raw-v1 train document 0 " * 3)) + 1  # 1-digit doc numbers
+    assert gpt2.decode(val).startswith("wikitext-2-raw-v1 train document 0 ")
+    # validation took whole documents 0 and 1 (the second cut short); training starts at document 2
+    assert doc_tokens < 50 < 2 * doc_tokens
+    assert gpt2.decode(train).startswith("wikitext-2-raw-v1 train document 2 ")
+    with pytest.raises(data.DataError, match="data.max_tokens"):
+        data.load_tokens(section(tmp_path, dataset=str(folder), subset="wikitext-2-raw-v1", streaming=True),
+                         gpt2, "train")
+    with pytest.raises(data.DataError, match="char.*stream"):
+        data.build_tokenizer(section(tmp_path, dataset="openwebtext", tokenizer="char"))
+
+
+def test_unreachable_hub_fails_fast_with_the_offline_options(tmp_path, monkeypatch, gpt2):
+    def refused(*args, **kwargs):
+        raise ConnectionRefusedError("closed")
+
+    def never(*args, **kwargs):
+        raise AssertionError("load_dataset must not run when the hub is unreachable")
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(data.socket, "create_connection", refused)
+    monkeypatch.setattr(datasets, "load_dataset", never)
+    started = time.time()
+    with pytest.raises(data.DataError) as error:
+        data.load_tokens(section(tmp_path, dataset="openwebtext", max_tokens=1000), gpt2, "train")
+    message = str(error.value)
+    assert time.time() - started < 10 and "\n" not in message
+    assert "cannot be reached" in message and "data.dataset=tiny_shakespeare" in message
+    assert "data.dataset=text data.data_files=path/*.txt" in message
+
+
+def test_offline_mode_names_itself_when_the_dataset_is_not_cached(tmp_path, monkeypatch, gpt2):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    started = time.time()
+    with pytest.raises(data.DataError, match="HF_HUB_OFFLINE=1.*tiny_shakespeare") as error:
+        data.load_tokens(section(tmp_path, dataset="dllm-lite-tests/never-published"), gpt2, "train")
+    assert time.time() - started < 10 and "\n" not in str(error.value)
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path, gpt2):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    with pytest.raises(data.DataError, match=r"latin1.txt is not UTF-8 .*offset 3.*convert it to UTF-8"):
+        data.load_tokens(section(tmp_path, dataset="text", data_files=str(bad)), gpt2, "train")
+
+
+def test_empty_or_missing_data_is_a_clear_error(tmp_path, gpt2):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(data.DataError, match="no text"):
+        data.load_tokens(section(tmp_path, dataset="text", data_files=str(empty)), gpt2, "train")
+    with pytest.raises(data.DataError, match="matches no file"):
+        data.load_tokens(section(tmp_path, dataset="text", data_files=str(tmp_path / "*.md")), gpt2, "train")
+    with pytest.raises(data.DataError, match="did you mean 'openwebtext'"):
+        data.describe(section(tmp_path, dataset="openwebtxt"))
+
+
+def test_describe_is_one_line(tmp_path):
+    line = data.describe(section(tmp_path))
+    assert "tiny_shakespeare" in line and "gpt2" in line and "\n" not in line
+    assert "streamed" in data.describe(section(tmp_path, dataset="c4", max_tokens=10**6))
+
+
+TOKENS = np.arange(10 * 7 + 3, dtype=np.uint16)  # 10 blocks of 7 and a 3-token tail
+
+
+def take(loader, n):
+    return [loader.next_batch() for _ in range(n)]
+
+
+def test_block_loader_batches_are_whole_blocks_in_a_seeded_order():
+    loader = data.BlockLoader(TOKENS, seq_len=7, batch_size=2, seed=3)
+    assert loader.n_blocks == 10 and loader.steps_per_epoch == 5 and loader.tokens_per_batch == 14
+    epoch = torch.cat(take(loader, 5))  # (10, 7)
+    assert epoch.dtype == torch.long and epoch.shape == (10, 7)
+    assert sorted(row[0].item() // 7 for row in epoch) == list(range(10))  # every block once
+    assert all(torch.equal(row, torch.arange(row[0], row[0] + 7)) for row in epoch)
+    same = torch.cat(take(data.BlockLoader(TOKENS, 7, 2, seed=3), 5))
+    other = torch.cat(take(data.BlockLoader(TOKENS, 7, 2, seed=4), 5))
+    assert torch.equal(epoch, same) and not torch.equal(epoch, other)
+
+
+def test_block_loader_epochs_wrap_with_a_new_order():
+    loader = data.BlockLoader(TOKENS, seq_len=7, batch_size=3)  # 3 steps of 9 blocks per epoch
+    first, second = torch.cat(take(loader, 3)), torch.cat(take(loader, 3))
+    assert loader.state_dict()["epoch"] == 1
+    assert len({row[0].item() for row in second}) == 9 and not torch.equal(first, second)
+
+
+def test_two_ranks_see_exactly_what_one_process_sees():
+    single = data.BlockLoader(TOKENS, seq_len=7, batch_size=4, seed=1)
+    ranks = [data.BlockLoader(TOKENS, seq_len=7, batch_size=2, seed=1, rank=r, world_size=2) for r in range(2)]
+    for _ in range(5):  # crosses two epoch boundaries (2 steps per epoch)
+        assert torch.equal(single.next_batch(), torch.cat([rank.next_batch() for rank in ranks]))
+
+
+def test_state_dict_resume_gives_the_same_batches():
+    loader = data.BlockLoader(TOKENS, seq_len=7, batch_size=3, seed=5)
+    take(loader, 4)
+    state = loader.state_dict()
+    assert all(type(value) is int for value in state.values())
+    expected = take(loader, 5)
+    resumed = data.BlockLoader(TOKENS, seq_len=7, batch_size=3, seed=5)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    assert all(torch.equal(a, b) for a, b in zip(expected, take(resumed, 5)))
+    with pytest.raises(data.DataError, match="global_batch=3.*train.batch_size"):
+        data.BlockLoader(TOKENS, seq_len=7, batch_size=2, seed=5).load_state_dict(state)
+
+
+def test_too_few_blocks_for_one_batch_is_a_clear_error():
+    with pytest.raises(data.DataError, match=r"73 tokens make 2 blocks of seq_len=32.*batch_size=2 x 2 ranks"):
+        data.BlockLoader(TOKENS, seq_len=32, batch_size=2, world_size=2)
+
+
+def test_num_proc_workers_give_the_same_tokens(tmp_path, gpt2):
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"record {i} " * (i % 5 + 1)}) for i in range(50)))
+    one = data.load_tokens(section(tmp_path, dataset="json", data_files=str(path)), gpt2, "train")
+    two = data.load_tokens(DataSection(dataset="json", data_files=str(path), num_proc=2,
+                                       cache_dir=str(tmp_path / "other_cache")), gpt2, "train")
+    assert np.array_equal(one, two) and (np.asarray(two) == gpt2.eot_id).sum() == 47  # 50 - ceil(0.05 * 50)
