@@ -1,0 +1,321 @@
+r"""The reverse process: turn an all-masked sequence into text, a few tokens per step.
+
+Generation starts from $x_1 = (m, \dots, m)$ after an optional prompt and runs the
+denoiser $p_\theta(x_0 \mid x_t)$ for at most `steps` forward passes. Three strategies
+decide *which* masked tokens are revealed at each step:
+
+- **ancestral** (MDLM): the exact reverse of the forward process on the grid
+  $t_i = 1 - i/N$. From $t$ to $s < t$ every masked token is revealed, independently, with
+  probability $\frac{\alpha(s) - \alpha(t)}{1 - \alpha(t)}$, its value drawn from
+  $p_\theta(x_0 \mid x_t)$. The network has no time input, so a step that reveals nothing
+  does not need it: with `cache=True` it is called only when a token is revealed.
+- **confidence** (LLaDA): predict every masked token, keep the most confident ones (the
+  probability of the predicted token), as many as the schedule says, remask the rest.
+- **threshold** (Fast-dLLM): commit every prediction whose confidence exceeds a threshold,
+  at least one per step: easy tokens go many at a time, hard ones one by one.
+
+`block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
+Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
+tail and lowers diversity. A causal (`cfg.causal=True`) net is sampled left to right
+with its key/value cache, for comparison.
+
+References: Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models"
+(MDLM), sec. 3 and the cached sampler of its appendix; Nie et al. 2025, "Large Language
+Diffusion Models" (LLaDA), sec. 2.4 and appendix B; Wu et al. 2025, "Fast-dLLM"; Zheng et
+al. 2024, "Masked diffusion models are secretly time-agnostic masked models and exploit
+inaccurate categorical sampling"; Holtzman et al. 2020 (top-p sampling).
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .corrupt import get_schedule
+
+__all__ = [
+    "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
+    "reveal_counts", "select_most_confident",
+]
+
+STRATEGIES = ("ancestral", "confidence", "threshold")
+
+
+def _uniform(shape, generator, device) -> torch.Tensor:
+    """Float64 uniforms in [0, 1), drawn on the generator's device so a seed reproduces anywhere."""
+    draw_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=draw_device, dtype=torch.float64).to(device)
+
+
+def _check_sampling(temperature, top_k, top_p):
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
+
+
+def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    r"""Draw one token per row of `logits` (..., V); return `(tokens, probs)`, both (...).
+
+    In float64: scale by the temperature, keep the `top_k` largest logits, then the
+    smallest set of tokens whose probability adds up to at least `top_p` (the most likely
+    token is always kept), and draw with the Gumbel-max trick,
+    $x = \arg\max_v (\log \pi_v + g_v)$, $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$.
+    `probs` is the probability of each drawn token under that filtered, tempered
+    distribution $\pi$. temperature=0 is greedy: the argmax, no random numbers drawn, and
+    `probs` is taken at temperature 1 (a point mass would rank every token equally).
+    """
+    _check_sampling(temperature, top_k, top_p)
+    logits = logits.double()  # (..., V)
+    scaled = logits / temperature if temperature > 0 else logits
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (..., V)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    log_probs = scaled.log_softmax(dim=-1)  # (..., V)
+    if temperature == 0:
+        tokens = log_probs.argmax(dim=-1)
+    else:
+        u = _uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
+        tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
+    probs = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+    return tokens, probs
+
+
+def reveal_probability(schedule, t, s) -> torch.Tensor:
+    r"""The chance that a token masked at time t is revealed by time s, $0 \le s < t \le 1$ (float64).
+
+    $q(x_s^i \ne m \mid x_t^i = m) = \frac{\alpha(s) - \alpha(t)}{1 - \alpha(t)}$; it is 1 at s = 0.
+    """
+    schedule = get_schedule(schedule)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    s = torch.as_tensor(s, dtype=torch.float64)
+    alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
+    return (alpha_s - alpha_t) / (1.0 - alpha_t)
+
+
+def _ancestral_reveal(is_masked, t, s, schedule, generator) -> torch.Tensor:
+    """Which of the masked positions (B, T) are revealed going from t to s: independent coins."""
+    p = reveal_probability(schedule, t, s).item()
+    return is_masked & (_uniform(is_masked.shape, generator, is_masked.device) < p)  # (B, T)
+
+
+def ancestral_step(x, logits, mask_id, t, s, schedule, generator=None, temperature=1.0, top_k=None, top_p=None):
+    r"""One MDLM reverse step from time t to s < t: x (B, T) ids, logits (B, T, V) -> new ids (B, T).
+
+    Each masked position is revealed with probability $\frac{\alpha(s)-\alpha(t)}{1-\alpha(t)}$
+    and gets a value drawn from its logits (`sample_tokens`); every other position is kept.
+    The random numbers are drawn in this order: one uniform per position, then one token
+    draw per revealed position (`generate` draws them in the same order).
+    """
+    reveal = _ancestral_reveal(x == mask_id, t, s, schedule, generator)  # (B, T)
+    x_new = x.clone()
+    if reveal.any():
+        x_new[reveal], _ = sample_tokens(logits[reveal], temperature, top_k, top_p, generator)
+    return x_new
+
+
+def reveal_counts(n_masked, steps, schedule="linear") -> list[int]:
+    r"""How many tokens to reveal at each of `steps` steps so the masked fraction follows $1 - \alpha(t)$.
+
+    After step i (time $t_i = 1 - i/\text{steps}$) about $n \cdot \alpha(t_i)$ tokens are
+    revealed, rounded. The counts sum to `n_masked`, every step reveals at least one, and
+    when steps > n_masked the first n_masked steps reveal one each and the rest zero.
+    """
+    if n_masked < 0 or steps < 1:
+        raise ValueError(f"need n_masked >= 0 and steps >= 1, got n_masked={n_masked}, steps={steps}")
+    times = 1.0 - torch.arange(steps + 1, dtype=torch.float64) / steps
+    target = (n_masked * get_schedule(schedule).alpha(times)).tolist()  # revealed after step i
+    counts, done = [], 0
+    for i in range(1, steps + 1):
+        low = min(done + 1, n_masked)  # at least one per step while tokens remain
+        high = n_masked - (steps - i) if steps <= n_masked else n_masked  # leave one per later step
+        revealed = min(max(math.floor(target[i] + 0.5), low), high)
+        counts.append(revealed - done)
+        done = revealed
+    return counts
+
+
+def select_most_confident(confidence, is_masked, k) -> torch.Tensor:
+    """Boolean (B, T): the k most confident masked positions of each row (all of them if fewer).
+
+    confidence (B, T) any real numbers; is_masked (B, T) bool; k an int or a (B,) tensor.
+    Unmasked positions are never selected; ties go to the leftmost position.
+    """
+    B, T = confidence.shape
+    k = torch.as_tensor(k, device=confidence.device).reshape(-1).expand(B)  # (B,)
+    if (k < 0).any():
+        raise ValueError(f"k must be >= 0, got {k.tolist()}")
+    # sort by confidence, then (stably) masked-first, so that masked positions always rank first
+    order = confidence.argsort(dim=1, descending=True, stable=True)  # (B, T)
+    order = order.gather(1, is_masked.gather(1, order).int().argsort(dim=1, descending=True, stable=True))
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(T, device=order.device).expand(B, T))
+    return (rank < k[:, None]) & is_masked
+
+
+def _prompt_tensor(prompt, device) -> torch.Tensor:
+    if prompt is None:
+        return torch.empty(0, dtype=torch.long, device=device)
+    if isinstance(prompt, (list, tuple)) and len(prompt) == 0:
+        raise ValueError("prompt is an empty list: pass prompt=None to generate without a prompt")
+    prompt = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    if prompt.dim() != 1:
+        raise ValueError(f"prompt must be 1-D (one prompt shared by the batch), got shape {tuple(prompt.shape)}")
+    return prompt
+
+
+def _blocks(is_masked, block_size, steps):
+    """[(columns, steps)]: the region from the first mask to the end, cut into blocks that hold a mask."""
+    T = is_masked.shape[0]
+    if block_size is None:
+        return [(torch.arange(T), steps)]
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1 (or None for one block), got {block_size}")
+    start = int(is_masked.nonzero()[0])
+    cuts = [torch.arange(a, min(a + block_size, T)) for a in range(start, T, block_size)]
+    cuts = [cols for cols in cuts if is_masked[cols].any()]
+    if steps < len(cuts):
+        raise ValueError(f"steps={steps} is fewer than the {len(cuts)} blocks: raise steps or block_size")
+    base, extra = divmod(steps, len(cuts))
+    return [(cols, base + (i < extra)) for i, cols in enumerate(cuts)]
+
+
+def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
+               record):
+    """Fill every mask of x (B, T) in place; return (network calls, steps taken)."""
+    calls, taken, logits, stale = 0, 0, None, True  # stale: x changed since the last call
+    for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
+        in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+        in_block[cols.to(x.device)] = True
+        if strategy == "confidence":
+            counts = reveal_counts(int((x[0] == mask_id)[in_block].sum()), block_steps, schedule)
+        for i in range(block_steps):
+            scope = (x == mask_id) & in_block  # (B, T) masks this block may fill
+            if not scope.any():
+                break
+            if strategy == "ancestral":
+                # draw the coins first: no reveal, no network needed (MDLM's cached sampler)
+                reveal = _ancestral_reveal(scope, 1 - i / block_steps, 1 - (i + 1) / block_steps, schedule, generator)
+                if not cache or (reveal.any() and stale):
+                    logits, stale, calls = net(x), False, calls + 1  # (B, T, V)
+                if reveal.any():
+                    x[reveal], _ = sample_tokens(logits[reveal], *sampling, generator=generator)
+                    stale = True
+            else:
+                logits, calls = net(x), calls + 1  # (B, T, V)
+                tokens = torch.full_like(x, mask_id)  # (B, T)
+                confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
+                tokens[scope], confidence[scope] = sample_tokens(logits[scope], *sampling, generator=generator)
+                if strategy == "confidence":
+                    reveal = select_most_confident(confidence, scope, counts[i])
+                elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
+                    reveal = scope
+                else:
+                    reveal = (scope & (confidence > threshold)) | select_most_confident(confidence, scope, 1)
+                x[reveal] = tokens[reveal]
+            taken += 1
+            record(x)
+    return calls, taken
+
+
+def _autoregressive(net, x, prompt_len, sampling, use_cache, generator, record):
+    """Left-to-right sampling after the prompt, in place in x (B, T); return the network calls."""
+    kv = net.new_cache(x.shape[0]) if use_cache else None
+    for pos in range(prompt_len, x.shape[1]):
+        if kv is None:
+            logits = net(x[:, :pos])[:, -1]  # recompute the whole prefix: (B, V)
+        elif pos == prompt_len:
+            logits = net(x[:, :pos], cache=kv)[:, -1]  # prefill the prompt
+        else:
+            logits = net(x[:, pos - 1 : pos], cache=kv)[:, -1]  # one new token against the cache
+        x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)
+        record(x)
+    return x.shape[1] - prompt_len
+
+
+def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
+             temperature=1.0, top_k=None, top_p=None, block_size=None, threshold=None, batch_size=1,
+             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True):
+    """Sample `batch_size` sequences of the prompt followed by `length` generated tokens.
+
+    net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
+    bounds the length and `net.cfg.causal=True` switches to left-to-right sampling.
+    prompt: None, a list of ids or a 1-D LongTensor; any `mask_id` in it is filled as well
+    (infilling), and then length=0 is allowed. strategy: "ancestral", "confidence" or
+    "threshold" (needs threshold in (0, 1)); schedule: how fast masks are removed (ancestral,
+    confidence). temperature / top_k / top_p: see `sample_tokens`. block_size: decode the
+    region from the first mask onwards in blocks of this many positions, left to right,
+    `steps` shared evenly among the blocks that hold a mask (the first get the remainder).
+    cache (ancestral): call the network only when a step reveals a token; cache=False calls
+    it every step, with the same random numbers and so the same tokens.
+    Causal nets: a prompt of at least one token is required, `steps`, `strategy` and
+    `block_size` are not used, there is one network call per generated token, and
+    use_cache=False recomputes the whole prefix each time instead of using the key/value cache.
+
+    Returns ids (batch_size, len(prompt) + length) on the net's device; with
+    return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
+    step and after every step. `stats`, if a dict, gets network_calls, steps and strategy.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    _check_sampling(temperature, top_k, top_p)
+    if strategy == "threshold" and threshold is None:
+        raise ValueError("strategy='threshold' needs threshold=<a confidence in (0, 1)>, e.g. threshold=0.9")
+    if threshold is not None and not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    schedule = get_schedule(schedule)
+    cfg = getattr(net, "cfg", None)
+    causal = bool(getattr(cfg, "causal", False))
+    seq_len = getattr(cfg, "seq_len", None)
+    first_param = next(net.parameters(), None) if isinstance(net, nn.Module) else None
+    device = first_param.device if first_param is not None else torch.device("cpu")
+
+    prompt = _prompt_tensor(prompt, device)
+    infilling = bool((prompt == mask_id).any())
+    if length < 0 or (length == 0 and not infilling):
+        raise ValueError(f"length must be at least 1 (or 0 with mask_id in the prompt to infill), got {length}")
+    if seq_len is not None and len(prompt) + length > seq_len:
+        raise ValueError(f"prompt ({len(prompt)}) + length ({length}) exceeds the model's seq_len={seq_len}: "
+                         f"shorten the prompt or the length")
+    if causal and len(prompt) == 0:
+        raise ValueError("a causal (autoregressive) model needs a prompt of at least one token")
+    if causal and infilling:
+        raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
+
+    x = torch.cat([prompt, torch.full((length,), mask_id, dtype=torch.long, device=device)])
+    x = x.expand(batch_size, -1).clone()  # (B, T)
+    trajectory = []
+
+    def record(state):
+        if return_trajectory:
+            trajectory.append(state.cpu().clone())
+
+    record(x)
+    sampling = (temperature, top_k, top_p)
+    was_training = getattr(net, "training", False)
+    if isinstance(net, nn.Module):
+        net.eval()
+    try:
+        with torch.no_grad():
+            if causal:
+                calls = _autoregressive(net, x, len(prompt), sampling, use_cache, generator, record)
+                taken, strategy = calls, "autoregressive"
+            else:
+                calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
+                                          threshold, cache, generator, record)
+    finally:
+        if isinstance(net, nn.Module):
+            net.train(was_training)
+    if stats is not None:
+        stats.update(network_calls=calls, steps=taken, strategy=strategy)
+    return (x, trajectory) if return_trajectory else x

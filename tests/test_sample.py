@@ -1,0 +1,354 @@
+"""Tests for dllm_lite.sample: the reverse process and its building blocks, on tiny random nets."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dllm_lite import model, sample
+
+V = 17  # vocabulary size, mask included
+MASK = V - 1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is faster, and much faster on a busy machine, than several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(causal=False, seq_len=48, seed=0):
+    """A seeded one-layer Transformer with its weights scaled up tenfold, so that its predictions are
+    peaked (top probability about 0.2, not 1/16) and depend on the context: then a wrong context
+    (a broken cache) changes the sampled tokens."""
+    torch.manual_seed(seed)
+    net = model.Transformer(model.ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=16, seq_len=seq_len,
+                                              causal=causal))
+    with torch.no_grad():
+        for name, weight in net.named_parameters():
+            if "norm" not in name:
+                weight.mul_(10.0)
+    return net
+
+
+class CountingNet(nn.Module):
+    """Wraps a net and counts its forward passes, independently of `stats`."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.cfg, self.calls, self.modes = net, net.cfg, 0, set()
+
+    def forward(self, idx, **kwargs):
+        self.calls += 1
+        self.modes.add(self.training)
+        return self.net(idx, **kwargs)
+
+    def new_cache(self, batch_size):
+        return self.net.new_cache(batch_size)
+
+
+class FixedConfidenceNet(nn.Module):
+    """Predicts token (position % (V-1)) at every position, more confidently further right."""
+
+    def __init__(self, seq_len=32):
+        super().__init__()
+        self.cfg = SimpleNamespace(seq_len=seq_len, causal=False)
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx):
+        B, T = idx.shape
+        logits = torch.zeros(B, T, V)
+        positions = torch.arange(T)
+        logits[:, positions, positions % (V - 1)] = 0.5 * positions.float()  # confidence grows with position
+        logits[..., MASK] = float("-inf")
+        return logits
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+CASES = [
+    dict(strategy="ancestral"),
+    dict(strategy="ancestral", cache=False),
+    dict(strategy="confidence"),
+    dict(strategy="confidence", schedule="cosine", top_k=5),
+    dict(strategy="threshold", threshold=0.1),
+    dict(strategy="ancestral", block_size=4),
+    dict(strategy="confidence", block_size=5, top_p=0.9),
+    dict(strategy="threshold", threshold=0.1, block_size=3),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_generate_fills_masks_keeps_prompt_and_is_deterministic(case):
+    net = CountingNet(tiny_net())
+    prompt = [3, 1, 4, 1, 5]
+    stats = {}
+    out = sample.generate(net, mask_id=MASK, length=12, steps=6, prompt=prompt, batch_size=3, generator=seeded(1),
+                          stats=stats, **case)
+    assert out.shape == (3, 17) and out.dtype == torch.long
+    assert not (out == MASK).any()
+    assert (out[:, :5] == torch.tensor(prompt)).all()
+    assert net.calls == stats["network_calls"] <= 6
+    assert stats["strategy"] == case["strategy"] and 1 <= stats["steps"] <= 6
+    again = sample.generate(net, mask_id=MASK, length=12, steps=6, prompt=prompt, batch_size=3,
+                            generator=seeded(1), **case)
+    assert torch.equal(out, again)
+    assert net.modes == {False} and net.training  # called in eval mode, training mode restored after
+    net.eval()
+    sample.generate(net, mask_id=MASK, length=4, steps=2, generator=seeded(1), **case)
+    assert not net.training
+
+
+@pytest.mark.parametrize("case", CASES[::2] + [CASES[-1]], ids=lambda c: c["strategy"])
+def test_infilling_changes_only_masked_prompt_positions(case):
+    net = tiny_net()
+    prompt = torch.tensor([2, MASK, 7, MASK, MASK, 9, 4, MASK, 1])
+    out = sample.generate(net, mask_id=MASK, length=0, steps=5, prompt=prompt, generator=seeded(2), **case)
+    fixed = prompt != MASK
+    assert out.shape == (1, 9) and not (out == MASK).any()
+    assert torch.equal(out[0, fixed], prompt[fixed])
+    out = sample.generate(net, mask_id=MASK, length=3, steps=5, prompt=prompt, generator=seeded(2), **case)
+    assert out.shape == (1, 12) and not (out == MASK).any() and torch.equal(out[0, :9][fixed], prompt[fixed])
+
+
+def test_trajectory_starts_all_masked_and_only_reveals():
+    net = tiny_net()
+    out, trajectory = sample.generate(net, mask_id=MASK, length=10, steps=4, prompt=[5], strategy="confidence",
+                                      generator=seeded(3), return_trajectory=True)
+    assert len(trajectory) == 5 and all(s.device.type == "cpu" and s.shape == (1, 11) for s in trajectory)
+    assert (trajectory[0][0, 1:] == MASK).all() and torch.equal(trajectory[-1], out)
+    for before, after in zip(trajectory, trajectory[1:]):
+        revealed = before != MASK
+        assert torch.equal(after[revealed], before[revealed])  # revealed tokens stay
+    masked = [int((s == MASK).sum()) for s in trajectory]
+    assert masked == [10, 10 - 3, 10 - 5, 10 - 8, 0] == [10 - c for c in [0, 3, 5, 8, 10]]
+
+
+def test_cached_ancestral_matches_uncached_with_fewer_calls():
+    net = CountingNet(tiny_net(seq_len=64))
+    runs = {}
+    for cache in (True, False):
+        net.calls, stats = 0, {}
+        runs[cache] = sample.generate(net, mask_id=MASK, length=40, steps=64, prompt=[1, 2], strategy="ancestral",
+                                      batch_size=2, generator=seeded(4), cache=cache, stats=stats,
+                                      return_trajectory=True)
+        runs[cache, "calls"] = net.calls
+        assert stats["network_calls"] == net.calls
+    (tokens, trajectory), (uncached_tokens, uncached_trajectory) = runs[True], runs[False]
+    assert torch.equal(tokens, uncached_tokens)
+    assert all(torch.equal(a, b) for a, b in zip(trajectory, uncached_trajectory))
+    assert runs[False, "calls"] == 64
+    # with the cache, the network runs exactly at the steps that reveal a token
+    revealing_steps = sum(not torch.equal(a, b) for a, b in zip(trajectory, trajectory[1:]))
+    assert runs[True, "calls"] == revealing_steps < 64
+
+
+def test_confidence_reveals_the_most_confident_first():
+    net = FixedConfidenceNet()
+    out, trajectory = sample.generate(net, mask_id=MASK, length=8, steps=8, temperature=0, strategy="confidence",
+                                      return_trajectory=True)
+    first_revealed = [int((before != after).nonzero()[0, 1]) for before, after in zip(trajectory, trajectory[1:])]
+    assert first_revealed == [7, 6, 5, 4, 3, 2, 1, 0]
+    assert out[0].tolist() == [p % (V - 1) for p in range(8)]
+
+
+def test_threshold_commits_all_confident_positions_at_once():
+    net = CountingNet(FixedConfidenceNet())
+    stats = {}
+    # greedy confidence = e^{x} / (e^{x} + 15) with x = 0.5 p: above 0.5 from position 6 on
+    sample.generate(net, mask_id=MASK, length=12, steps=12, temperature=0, strategy="threshold", threshold=0.5,
+                    stats=stats)
+    confident = [p for p in range(12) if math.exp(0.5 * p) / (math.exp(0.5 * p) + V - 2) > 0.5]
+    assert confident == list(range(6, 12))
+    assert stats["network_calls"] == net.calls == 1 + 6  # the confident six at once, then one by one
+
+
+def test_steps_larger_than_masks_finishes_early():
+    net = CountingNet(tiny_net())
+    stats = {}
+    out = sample.generate(net, mask_id=MASK, length=5, steps=20, strategy="confidence", generator=seeded(5),
+                          stats=stats)
+    assert not (out == MASK).any() and net.calls == stats["network_calls"] == stats["steps"] == 5
+
+
+@pytest.mark.parametrize("steps,expected", [(7, [3, 2, 2]), (3, [1, 1, 1])])
+def test_blocks_share_the_steps(steps, expected):
+    net = CountingNet(tiny_net())
+    stats = {}
+    _, trajectory = sample.generate(net, mask_id=MASK, length=9, steps=steps, block_size=3, strategy="confidence",
+                                    generator=seeded(6), return_trajectory=True, stats=stats)
+    assert len(trajectory) == steps + 1 and net.calls == stats["network_calls"] == steps
+    blocks_done = [sum(bool((s[0, i : i + 3] != MASK).all()) for i in (0, 3, 6)) for s in trajectory]
+    assert [blocks_done.index(b) for b in (1, 2, 3)] == torch.tensor(expected).cumsum(0).tolist()
+    # a later block is untouched until the earlier ones are finished
+    for state in trajectory:
+        blocks_done = [bool((state[0, i : i + 3] != MASK).all()) for i in (0, 3, 6)]
+        for i in (1, 2):
+            if not blocks_done[i - 1]:
+                assert (state[0, 3 * i : 3 * i + 3] == MASK).all()
+
+
+def test_autoregressive_cache_matches_recompute():
+    net = CountingNet(tiny_net(causal=True))
+    outs = []
+    for use_cache in (True, False):
+        net.calls, stats = 0, {}
+        outs.append(sample.generate(net, mask_id=MASK, length=15, steps=1, prompt=[4, 2, 8], batch_size=2,
+                                    use_cache=use_cache, generator=seeded(7), stats=stats))
+        assert net.calls == stats["network_calls"] == 15 and stats["strategy"] == "autoregressive"
+    assert torch.equal(outs[0], outs[1]) and outs[0].shape == (2, 18) and not (outs[0] == MASK).any()
+    assert (outs[0][:, :3] == torch.tensor([4, 2, 8])).all()
+
+
+def test_sample_tokens_greedy_limits():
+    logits = torch.randn(50, V, generator=seeded(8))
+    best = logits.argmax(-1)
+    for kwargs in (dict(temperature=0), dict(top_k=1), dict(top_p=1e-9)):
+        tokens, probs = sample.sample_tokens(logits, generator=seeded(9), **kwargs)
+        assert torch.equal(tokens, best), kwargs
+    _, probs = sample.sample_tokens(logits, top_k=1, generator=seeded(9))
+    assert torch.allclose(probs, torch.ones(50, dtype=torch.float64))
+    _, probs = sample.sample_tokens(logits, temperature=0)
+    assert torch.allclose(probs, logits.double().softmax(-1).max(-1).values)
+
+
+def chi_square(tokens, p):
+    n = tokens.numel()
+    counts = torch.bincount(tokens, minlength=p.numel()).double()
+    keep = p > 0
+    assert counts[~keep].sum() == 0
+    return float(((counts[keep] - n * p[keep]) ** 2 / (n * p[keep])).sum())
+
+
+def test_sample_tokens_frequencies_match_the_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, float("-inf")])
+    n = 20000
+    tokens, probs = sample.sample_tokens(logits.expand(n, -1), generator=seeded(10))
+    p = logits.double().softmax(-1)
+    # 5 degrees of freedom: the 99.9% quantile of chi-square is 20.5
+    assert chi_square(tokens, p) < 20.5
+    assert torch.allclose(probs, p[tokens])
+    tokens, _ = sample.sample_tokens(logits.expand(n, -1), temperature=2.0, generator=seeded(11))
+    assert chi_square(tokens, (logits.double() / 2).softmax(-1)) < 20.5
+    # top_p = 0.8 keeps the smallest head with mass >= 0.8: the first three here (0.61, 0.22, 0.14)
+    tokens, probs = sample.sample_tokens(logits.expand(n, -1), top_p=0.8, generator=seeded(12))
+    head = p.clone()
+    head[3:] = 0
+    assert chi_square(tokens, head / head.sum()) < 18.5  # 2 degrees of freedom: 13.8
+    assert torch.allclose(probs, (head / head.sum())[tokens])
+    tokens, _ = sample.sample_tokens(logits.expand(n, -1), top_k=2, generator=seeded(13))
+    assert set(tokens.unique().tolist()) == {0, 1}
+
+
+def test_reveal_probability():
+    assert float(sample.reveal_probability("linear", 1.0, 0.75)) == pytest.approx(0.25)
+    assert float(sample.reveal_probability("linear", 0.5, 0.25)) == pytest.approx(0.5)
+    assert float(sample.reveal_probability("cosine", 0.3, 0.0)) == pytest.approx(1.0)
+    expected = (math.cos(0.5 * math.pi * 0.4) - math.cos(0.5 * math.pi * 0.8)) / (1 - math.cos(0.5 * math.pi * 0.8))
+    assert float(sample.reveal_probability("cosine", 0.8, 0.4)) == pytest.approx(expected)
+
+
+def test_ancestral_step_reveals_at_the_right_rate_and_only_masks():
+    T = 4000
+    x = torch.full((1, T), MASK)
+    x[0, ::2] = 3  # half already revealed
+    logits = torch.zeros(1, T, V)
+    logits[..., MASK] = float("-inf")
+    x_new = sample.ancestral_step(x, logits, MASK, t=0.8, s=0.6, schedule="linear", generator=seeded(14))
+    assert torch.equal(x_new[0, ::2], x[0, ::2])
+    rate = (x_new[0, 1::2] != MASK).double().mean().item()
+    assert rate == pytest.approx(0.25, abs=0.035)  # (0.4 - 0.2) / (1 - 0.2); 2000 coins, sd 0.01
+    final = sample.ancestral_step(x_new, logits, MASK, t=0.6, s=0.0, schedule="linear", generator=seeded(15))
+    assert not (final == MASK).any() and torch.equal(final[x_new != MASK], x_new[x_new != MASK])
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "quadratic"])
+@pytest.mark.parametrize("n_masked,steps", [(10, 10), (10, 4), (3, 6), (100, 7), (1024, 256), (0, 3), (5, 1)])
+def test_reveal_counts(schedule, n_masked, steps):
+    counts = sample.reveal_counts(n_masked, steps, schedule)
+    assert len(counts) == steps and sum(counts) == n_masked
+    busy = min(steps, n_masked)
+    assert all(c >= 1 for c in counts[:busy]) and all(c == 0 for c in counts[busy:])
+
+
+def test_reveal_counts_follow_the_schedule():
+    assert sample.reveal_counts(100, 4, "linear") == [25, 25, 25, 25]
+    cosine = sample.reveal_counts(1000, 10, "cosine")
+    revealed = torch.tensor(cosine).cumsum(0).double() / 1000
+    expected = torch.sin(0.5 * math.pi * torch.arange(1, 11).double() / 10)  # alpha(1 - i/10)
+    assert torch.allclose(revealed, expected, atol=1e-3)
+
+
+def test_select_most_confident():
+    confidence = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.3], [0.2, 0.95, 0.5, 0.6, 0.99]])
+    is_masked = torch.tensor([[False, True, True, True, True], [True, False, True, True, False]])
+    picked = sample.select_most_confident(confidence, is_masked, 2)
+    assert picked.tolist() == [[False, False, True, True, False], [False, False, True, True, False]]
+    picked = sample.select_most_confident(confidence, is_masked, torch.tensor([1, 5]))
+    assert picked.tolist() == [[False, False, True, False, False], [True, False, True, True, False]]
+    # masked positions win even when every confidence is -inf
+    picked = sample.select_most_confident(torch.full((2, 5), float("-inf")), is_masked, 1)
+    assert not (picked & ~is_masked).any() and picked.sum(1).tolist() == [1, 1]
+
+
+def test_select_most_confident_never_picks_unmasked_random():
+    g = seeded(16)
+    confidence = torch.rand(8, 30, generator=g)
+    is_masked = torch.rand(8, 30, generator=g) < 0.4
+    for k in (0, 1, 3, 30):
+        picked = sample.select_most_confident(confidence, is_masked, k)
+        assert not (picked & ~is_masked).any()
+        assert picked.sum(1).tolist() == is_masked.sum(1).clamp(max=k).tolist()
+
+
+BAD = [
+    (dict(strategy="greedy"), "unknown strategy 'greedy': choose one of ancestral, confidence, threshold"),
+    (dict(steps=0), "steps must be at least 1"),
+    (dict(length=0), "length must be at least 1"),
+    (dict(length=40, prompt=[1] * 10), r"exceeds the model's seq_len=48"),
+    (dict(prompt=[]), "prompt is an empty list: pass prompt=None"),
+    (dict(prompt=torch.ones(2, 3, dtype=torch.long)), "prompt must be 1-D"),
+    (dict(temperature=-0.5), "temperature must be >= 0"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (dict(top_k=0), "top_k must be at least 1"),
+    (dict(strategy="threshold"), "strategy='threshold' needs threshold="),
+    (dict(strategy="threshold", threshold=1.0), r"threshold must be in \(0, 1\)"),
+    (dict(block_size=2, steps=3), "steps=3 is fewer than the 4 blocks: raise steps or block_size"),
+    (dict(block_size=0), "block_size must be at least 1"),
+    (dict(batch_size=0), "batch_size must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD, ids=[m.split(":")[0][:30] for _, m in BAD])
+def test_bad_input_raises_a_helpful_error(kwargs, message):
+    args = dict(mask_id=MASK, length=8, steps=4) | kwargs
+    with pytest.raises(ValueError, match=message):
+        sample.generate(tiny_net(), **args)
+
+
+def test_bad_input_for_autoregressive_nets():
+    net = tiny_net(causal=True)
+    with pytest.raises(ValueError, match="needs a prompt of at least one token"):
+        sample.generate(net, mask_id=MASK, length=4, steps=1)
+    with pytest.raises(ValueError, match="cannot infill"):
+        sample.generate(net, mask_id=MASK, length=4, steps=1, prompt=[1, MASK, 2])
+
+
+def test_bad_input_for_building_blocks():
+    logits = torch.zeros(3, V)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        sample.sample_tokens(logits, temperature=-1)
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        sample.sample_tokens(logits, top_k=0)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        sample.reveal_counts(5, 0)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        sample.select_most_confident(torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool), -1)
