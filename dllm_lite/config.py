@@ -147,9 +147,11 @@ def _fail(source: str, message: str) -> typing.NoReturn:
     raise ConfigError(f"{source}: {message}")
 
 
-def _suggest(word: str, choices) -> str:
+def _suggest(word: str, choices, what: str = "choices") -> str:
+    """'did you mean 'x'? (choices: a, b)' when a choice is close to `word`, else 'choices: a, b'."""
     close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(choices)}"
+    listing = f"{what}: {', '.join(choices)}"
+    return f"did you mean {close[0]!r}? ({listing})" if close else listing
 
 
 def _type_name(hint) -> str:
@@ -202,8 +204,7 @@ def _check_key(section: str, key, source: str) -> None:
     if dotted in MOVED:
         _fail(source, f"{dotted} is not a config key; use {MOVED[dotted]} instead")
     if key not in fields:
-        _fail(source, f"unknown key {dotted!r}: {_suggest(str(key), fields)} (the {section} keys are "
-                      f"{', '.join(fields)})")
+        _fail(source, f"unknown key {dotted!r}: {_suggest(str(key), fields, f'the {section} keys')}")
 
 
 def _require(ok: bool, source: str, message: str) -> None:
@@ -276,7 +277,7 @@ def _validate(cfg: Config, source: str) -> None:
 
 def _choice(value: str, choices, source: str, key: str) -> None:
     if value not in choices:
-        _fail(source, f"{key}={value!r} is not a choice; {_suggest(value, choices)} (choices: {', '.join(choices)})")
+        _fail(source, f"{key}={value!r} is not a choice; {_suggest(value, choices)}")
 
 
 def _divisor_near(n: int, target: int) -> int:
@@ -295,8 +296,7 @@ def config_from_dict(d: dict, source: str = "<dict>") -> Config:
         elif key in TOP_LEVEL:
             kwargs[key] = _coerce(value, typing.get_type_hints(Config)[key], source, key)
         else:
-            _fail(source, f"unknown section {key!r}: {_suggest(str(key), list(SECTIONS) + list(TOP_LEVEL))} "
-                          f"(a config has {', '.join(SECTIONS)}, name and params)")
+            _fail(source, f"unknown section {key!r}: {_suggest(str(key), [*SECTIONS, *TOP_LEVEL], 'a config has')}")
     if kwargs.get("name") is None:
         kwargs.pop("name", None)
     cfg = Config(**kwargs)
@@ -336,7 +336,7 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
             _check_key(parts[0], parts[1], where)
             section[parts[1]] = value
         elif len(parts) == 2:
-            _fail(where, f"unknown section {parts[0]!r}: {_suggest(parts[0], list(SECTIONS))}")
+            _fail(where, f"unknown section {parts[0]!r}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
         else:
             _fail(where, f"{key!r} is not section.key; use e.g. train.max_steps=200 (sections: {', '.join(SECTIONS)})")
     return d
