@@ -1,0 +1,616 @@
+r"""The training loop and its command line: one loop for the diffusion and the autoregressive objective.
+
+    python -m dllm_lite.train --config configs/tiny.yaml [train.max_steps=200 ...] [--resume]
+    torchrun --nproc_per_node 8 -m dllm_lite.train --config configs/small.yaml
+
+One optimiser step draws `grad_accum` micro-batches of `batch_size` blocks, computes the
+objective on each (diffusion: the negative ELBO of `loss.py`, or its "mean" variant;
+autoregressive: next-token cross-entropy), clips the gradient norm and takes an AdamW step.
+The learning rate warms up linearly, then follows a cosine down to `min_lr`:
+
+$$ \eta(s) = \eta_{min} + \tfrac12 (\eta - \eta_{min}) \big(1 + \cos(\pi \tfrac{s - s_w}{S - s_w})\big) $$
+
+Evaluation always reports true quantities on the validation split: for diffusion the
+NLL bound (`loss.nll_bound`, nats per token) and its perplexity $e^{bound}$, for the AR
+baseline the exact cross-entropy and its perplexity, plus one short sample.
+
+A run directory (`train.out_dir`) holds:
+
+    config.yaml      the resolved config of the latest invocation
+    metrics.jsonl    one JSON object per log line and per evaluation
+    loss.png         the loss curves, drawn at the end
+    step_000500.pt   checkpoints, the last `train.keep_last` of them
+    latest.pt        the newest checkpoint (a hard link to, or a copy of, the step file)
+
+Distributed data parallel through `torchrun` (RANK / WORLD_SIZE / LOCAL_RANK): each rank
+reads its slice of the global batch, and the diffusion noise of the *global* batch is
+drawn from a generator seeded by (seed, step) on every rank, each keeping its rows, so
+the loss curve is the one a single process gets with the same global batch.
+
+References: karpathy/nanoGPT train.py (loop, weight-decay groups, cosine schedule);
+PyTorch DDP and torchrun documentation; Sahoo et al. 2024 (MDLM); Nie et al. 2025 (LLaDA).
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from tqdm.auto import tqdm
+
+from .config import ConfigError, config_from_dict, config_to_dict, load_config
+from .corrupt import corrupt, get_schedule, sample_times
+from .data import BlockLoader, DataError, build_tokenizer, load_tokens
+from .loss import ar_loss, nll_bound
+from .model import ModelConfig, Transformer
+from .sample import generate
+from .tokenize import EncodingDownloadError, tokenizer_from_state
+
+__all__ = [
+    "train", "main", "build_model", "lr_at", "diffusion_step_loss", "evaluate", "load_checkpoint",
+    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError",
+]
+
+CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
+# keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
+MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position")] + [
+    ("train", "objective"), ("data", "tokenizer")]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, not ours, or made for another model."""
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" -> cuda (this rank's GPU), else mps, else cpu; any other name is used as given."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg, vocab_size: int) -> Transformer:
+    """The Transformer of `cfg.model`, bidirectional for diffusion and causal for the AR objective."""
+    causal = cfg.train.objective == "autoregressive"
+    try:
+        return Transformer(ModelConfig(vocab_size=vocab_size, causal=causal, **asdict(cfg.model)))
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def lr_at(step: int, train_cfg) -> float:
+    """The learning rate of optimiser step `step` (0-based): linear warm-up, then cosine to min_lr."""
+    t = train_cfg
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=None, rank=0, world_size=1):
+    r"""The diffusion loss of this rank's rows x0 (B, L) of a global batch of W*B rows.
+
+    Times and masks are drawn for the whole global batch from `generator` (seeded alike on
+    every rank) and each rank keeps rows rank*B .. (rank+1)*B, so W processes make exactly
+    the masks of one process with W*B rows. With W = 1 the draws, and so the value, are
+    those of `loss.diffusion_loss`.
+    elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i\,masked} -\log p_\theta(x_0^{b,i} \mid x_t^b)$; DDP's
+    average over ranks makes it the global mean.
+    mean: this rank's masked cross-entropy summed, times W over the global masked count, which
+    DDP's average turns into the global mean over masked tokens.
+    """
+    B, L = x0.shape
+    schedule = get_schedule(schedule)
+    t_all = sample_times(B * world_size, antithetic=True, generator=generator, device=x0.device)  # (W B,)
+    _, masked_all = corrupt(torch.zeros(B * world_size, L, dtype=x0.dtype, device=x0.device), t_all,
+                            mask_id, schedule, generator=generator)  # (W B, L)
+    rows = slice(rank * B, (rank + 1) * B)
+    t, is_masked = t_all[rows], masked_all[rows]  # (B,), (B, L)
+    xt = torch.where(is_masked, torch.full_like(x0, mask_id), x0)  # (B, L)
+    logits = net(xt, only_at=is_masked)  # (N, V)
+    ce = F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
+    if weighting == "mean":
+        return ce.sum() * world_size / masked_all.sum().clamp(min=1)
+    # $w(t_b)$ for each masked token, in the row-major order of ce
+    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
+    return (w * ce).sum() / (B * L)
+
+
+def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
+    """The training objective of cfg.train on the batch x (B, L), in nats per token."""
+    if cfg.train.objective == "autoregressive":
+        return ar_loss(net, x)
+    return diffusion_step_loss(net, x, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank, world_size)
+
+
+@torch.no_grad()
+def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext) -> dict:
+    """Validation loss, NLL bound (diffusion), perplexity and one short sample, all seeded by train.seed.
+
+    The same `eval_batches` validation batches and the same noise are used at every
+    evaluation, so successive values differ only because the model changed.
+    """
+    t = cfg.train
+    loader = BlockLoader(val_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, device=device)
+    generator = torch.Generator(device=device).manual_seed(t.seed)
+    was_training = net.training
+    net.eval()
+    losses, bounds = [], []
+    for _ in range(t.eval_batches):
+        x = loader.next_batch()  # (B, L)
+        with autocast():
+            losses.append(_batch_loss(net, x, cfg, tokenizer.mask_id, generator).item())
+            if t.objective == "diffusion":
+                bounds.append(nll_bound(net, x, t.schedule, tokenizer.mask_id, n_samples=t.bound_samples,
+                                        generator=generator, batch_size=t.batch_size))
+    record = {"val_loss": sum(losses) / len(losses)}
+    if bounds:
+        record["val_bound"] = sum(bounds) / len(bounds)
+    record["val_ppl"] = math.exp(min(record.get("val_bound", record["val_loss"]), 700.0))
+    # one short sample: unconditional for diffusion, after the first validation token for AR
+    s = cfg.sample
+    prompt = x[0, :1] if t.objective == "autoregressive" else None
+    length = min(s.length, 64, cfg.model.seq_len - (1 if prompt is not None else 0))
+    with autocast():
+        ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length), prompt=prompt,
+                       strategy=s.strategy, schedule=t.schedule, temperature=s.temperature, top_k=s.top_k,
+                       top_p=s.top_p, block_size=s.block_size if s.block_size and s.block_size <= length else None,
+                       threshold=s.threshold, generator=generator)  # (1, length [+1])
+    record["sample"] = tokenizer.decode(ids[0])
+    net.train(was_training)
+    return record
+
+
+# ----------------------------------------------------------------------------- run directory
+
+def _atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, flush and fsync it, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_checkpoint(state: dict, out_dir: Path, keep_last: int) -> Path:
+    """Write step_XXXXXX.pt atomically, point latest.pt at it, and delete all but the last keep_last."""
+    path = out_dir / f"step_{state['step']:06d}.pt"
+    _atomic_save(state, path)
+    tmp = out_dir / f".latest.pt.tmp{os.getpid()}"
+    try:
+        os.link(path, tmp)  # a hard link: no second copy on disk, and os.replace keeps it atomic
+    except OSError:
+        _atomic_save(state, tmp)
+    os.replace(tmp, out_dir / "latest.pt")
+    for old in sorted(out_dir.glob("step_*.pt"))[:-keep_last]:
+        old.unlink()
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint dict with torch.load(weights_only=True): tensors and plain data only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; check the path, or train one with "
+                              f"python -m dllm_lite.train --config configs/tiny.yaml")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path} is truncated or unreadable ({type(error).__name__}); "
+                              f"use an intact step_*.pt from the same folder instead, or train again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a dllm_lite training checkpoint; pass a file written by dllm_lite.train")
+    return state
+
+
+def load_checkpoint(path, device="cpu"):
+    """Rebuild (net, tokenizer, cfg, state) from a checkpoint; net is in eval mode on `device`.
+
+    `state` is the whole checkpoint dict (step, optimizer, rng, data position, config, ...).
+    """
+    state = read_checkpoint(path)
+    cfg = config_from_dict(state["config"], source=str(path))
+    tokenizer = tokenizer_from_state(state["tokenizer"])
+    net = build_model(cfg, tokenizer.vocab_size)
+    net.load_state_dict(state["model"])
+    return net.to(device).eval(), tokenizer, cfg, state
+
+
+def _check_compatible(state: dict, cfg, path: Path) -> None:
+    """Refuse to resume a checkpoint whose model (or objective, or tokenizer) differs from cfg."""
+    asked = config_to_dict(cfg)
+    for section, key in MUST_MATCH:
+        saved, wanted = state["config"][section][key], asked[section][key]
+        if saved != wanted:
+            raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={saved} but the config asks "
+                                  f"for {wanted}; use the checkpoint's value or a new train.out_dir")
+
+
+def _rng_state(device: torch.device) -> dict:
+    """Every random generator the run touches, as tensors and plain Python values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def read_metrics(out_dir) -> list[dict]:
+    """The records of <out_dir>/metrics.jsonl (a training log line or an evaluation each), in order."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics at {path}; train first with dllm_lite.train.train(cfg)")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a killed run
+            continue
+    return records
+
+
+def plot_metrics(source, path=None):
+    """Plot training loss, validation loss and validation bound against the step.
+
+    source: a run directory or a list of metric records. Writes a PNG to `path` if given.
+    Returns the matplotlib Figure (displayed inline by Jupyter).
+    """
+    from matplotlib.figure import Figure
+
+    records = read_metrics(source) if isinstance(source, (str, Path)) else list(source)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for key, label, style in [("loss", "train loss", "-"), ("val_loss", "validation loss", "o-"),
+                              ("val_bound", "validation NLL bound", "s-")]:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=4)
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per token")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class _StopSignals:
+    """While active, SIGINT / SIGTERM only ask the loop to stop after the current step (a second one aborts)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _init_distributed(device_name: str):
+    """(rank, world_size, device, started_here): joins the torchrun group when WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return 0, 1, device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device, started
+
+
+def _old_run_files(out_dir: Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier run in out_dir; starting fresh over its checkpoints needs overwrite=True."""
+    old = sorted(out_dir.glob("step_*.pt")) + [p for p in [out_dir / "latest.pt"] if p.exists()]
+    if old and not overwrite:
+        raise CheckpointError(f"{out_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue, "
+                              f"--overwrite to start again, or set train.out_dir to a new folder")
+    return old + [p for p in (out_dir / "metrics.jsonl", out_dir / "loss.png") if p.exists()]
+
+
+def _diverged_message(step: int, lr: float, out_dir: Path) -> str:
+    latest = out_dir / "latest.pt"
+    kept = f"; the last good checkpoint, {latest}, is untouched" if latest.exists() else ""
+    return (f"the loss became NaN or infinite by step {step} (lr {lr:.3g}); lower train.lr or raise "
+            f"train.warmup_steps{kept}")
+
+
+def _count(n: int) -> str:
+    """25933312 -> '25.9M', 831000 -> '0.83M', 36500 -> '36.5K'."""
+    return f"{n / 1e6:.1f}M" if n >= 1e7 else f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+def _log(message: str, rank: int) -> None:
+    if rank == 0:
+        tqdm.write(message, file=sys.stdout)
+
+
+def _log_estimate(seconds_per_step: float, step: int, t, rank: int) -> None:
+    """On a CPU, say how long the rest of the run will take; point a long run to the quick config."""
+    minutes = seconds_per_step * (t.max_steps - step) / 60
+    if minutes < 1:
+        return
+    cap = f" (train.max_minutes stops it at {t.max_minutes:g})" if t.max_minutes else ""
+    hint = ("; for a quick CPU run try python -m dllm_lite.train --config configs/shakespeare_char.yaml"
+            if minutes > 30 and not (t.max_minutes and t.max_minutes <= 30) else "")
+    _log(f"on this CPU: {seconds_per_step:.2f} s/step, about {minutes:.0f} min for the {t.max_steps - step} "
+         f"steps left{cap}{hint}", rank)
+
+
+def train(cfg, resume=False, overwrite: bool = False) -> dict:
+    """Train the model of `cfg`; return a summary dict (step, loss, val_loss, val_bound, val_ppl, wall_time_s, ...).
+
+    resume: False to start fresh, True to continue from <out_dir>/latest.pt, or a checkpoint path.
+    overwrite: start fresh even if out_dir holds an earlier run's checkpoints (they are deleted).
+    Raises ConfigError / DataError / CheckpointError for bad input and DivergedError on a NaN loss.
+    """
+    t = cfg.train
+    out_dir = Path(t.out_dir)
+    state = None
+    if resume:
+        path = out_dir / "latest.pt" if resume is True else Path(resume)
+        if not path.is_file():
+            raise CheckpointError(f"nothing to resume: no checkpoint at {path}; run without --resume to start fresh")
+        state = read_checkpoint(path)
+        _check_compatible(state, cfg, path)
+    old_files = [] if state is not None else _old_run_files(out_dir, overwrite)
+    rank, world_size, device, started_group = _init_distributed(t.device)
+    try:
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for path in old_files:
+                path.unlink(missing_ok=True)
+        return _train(cfg, state, out_dir, rank, world_size, device)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
+    t = cfg.train
+    distributed = world_size > 1
+    torch.manual_seed(t.seed + rank)
+    random.seed(t.seed)
+    np.random.seed(t.seed)
+    # rank 0 reads (and caches) the data first, the others then find it cached
+    if distributed and rank != 0:
+        dist.barrier()
+    tokenizer = build_tokenizer(cfg.data)
+    train_tokens = load_tokens(cfg.data, tokenizer, "train")
+    val_tokens = None
+    if rank == 0:
+        val_tokens = load_tokens(cfg.data, tokenizer, "validation")
+        BlockLoader(val_tokens, cfg.model.seq_len, t.batch_size)  # fails now if validation is under one batch
+    if distributed and rank == 0:
+        dist.barrier()
+    if state is not None and state["tokenizer"] != tokenizer.state_dict():
+        raise CheckpointError(f"the checkpoint's tokenizer differs from the one built from data ({tokenizer.name}, "
+                              f"vocab {tokenizer.vocab_size}); resume with the checkpoint's data settings")
+
+    net = build_model(cfg, tokenizer.vocab_size).to(device)
+    n_params = net.num_params()
+    use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    decay = [p for p in net.parameters() if p.dim() >= 2]  # weight matrices and the embedding
+    no_decay = [p for p in net.parameters() if p.dim() < 2]  # norm gains
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
+    loader = BlockLoader(train_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, rank=rank,
+                         world_size=world_size, device=device)
+    step, elapsed_before, interval = 0, 0.0, (0.0, 0)
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        loader.load_state_dict(state["data"])
+        if rank == 0:
+            _set_rng_state(state["rng"], device)
+        step, elapsed_before = state["step"], state["elapsed"]
+        interval = (state["interval_loss_sum"], state["interval_steps"])
+    model = net
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        model = torch.compile(model)
+    stop_group = dist.new_group(backend="gloo") if distributed and device.type == "cuda" else None
+
+    metrics_path = out_dir / "metrics.jsonl"
+    if rank == 0:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+        if state is not None and metrics_path.exists():  # forget records past the checkpoint
+            kept = [r for r in read_metrics(out_dir) if r["step"] <= step]
+            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+    def write_record(record):
+        if rank == 0:
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    tokens_per_step = t.batch_size * t.grad_accum * world_size * cfg.model.seq_len
+    _log(f"model: {_count(n_params)} parameters ({_count(n_params - net.num_params(non_embedding=True))} in "
+         f"the embedding), {t.objective} objective, {'bfloat16' if use_bf16 else 'float32'} on {device}"
+         f"{f' x {world_size} processes' if distributed else ''}; {tokens_per_step:,} tokens per step", rank)
+    if state is not None:
+        _log(f"resumed from step {step} in {out_dir}", rank)
+
+    mask_id = tokenizer.mask_id
+    noise = torch.Generator(device=device)
+    loss_sum = torch.tensor(interval[0], device=device)
+    interval_steps, nonfinite = interval[1], torch.zeros((), dtype=torch.bool, device=device)
+    last_eval, last_loss, stopped = {}, None, "max_steps"
+    start_time = log_time = time.time()
+    start_step, log_step = step, step
+    quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
+    bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True, disable=quiet)
+
+    def all_ranks_sum(value: torch.Tensor) -> torch.Tensor:
+        if distributed:
+            value = value.clone()
+            dist.all_reduce(value)
+        return value
+
+    def checkpoint_state():
+        return {"format": CHECKPOINT_FORMAT, "step": step, "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t), "rng": _rng_state(device),
+                "data": loader.state_dict(), "config": config_to_dict(cfg), "tokenizer": tokenizer.state_dict(),
+                "elapsed": elapsed_before + time.time() - start_time,
+                "interval_loss_sum": loss_sum.item(), "interval_steps": interval_steps}
+
+    with _StopSignals() as signals:
+        while step < t.max_steps:
+            lr = lr_at(step, t)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros((), device=device)
+            for micro in range(t.grad_accum):
+                x = loader.next_batch()  # (B, L) this rank's rows
+                noise.manual_seed((t.seed * 2**32 + step * t.grad_accum + micro) % 2**63)
+                sync = not distributed or micro == t.grad_accum - 1  # all-reduce gradients once per step
+                with (nullcontext() if sync else model.no_sync()), autocast():
+                    loss = _batch_loss(model, x, cfg, mask_id, noise, rank, world_size) / t.grad_accum
+                loss.backward()
+                step_loss += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += step_loss
+            interval_steps += 1
+            nonfinite |= ~torch.isfinite(step_loss) | ~torch.isfinite(grad_norm)
+            bar.update(1)
+            final = step == t.max_steps
+
+            if step % t.log_every == 0 or final:  # the only host read of the loss
+                if all_ranks_sum(nonfinite.float()).item() > 0:
+                    raise DivergedError(_diverged_message(step, lr, out_dir))
+                now = time.time()
+                last_loss = all_ranks_sum(loss_sum).item() / world_size / interval_steps
+                tokens_per_s = tokens_per_step * (step - log_step) / max(now - log_time, 1e-9)
+                record = {"step": step, "loss": last_loss, "lr": lr, "grad_norm": grad_norm.item(),
+                          "tokens_per_s": tokens_per_s, "elapsed": elapsed_before + now - start_time}
+                write_record(record)
+                bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+                loss_sum.zero_()
+                interval_steps, log_time, log_step = 0, now, step
+            if step == start_step + 3 and device.type == "cpu" and not final:
+                _log_estimate((time.time() - start_time) / 3, step, t, rank)
+
+            out_of_time = t.max_minutes is not None and elapsed_before + time.time() - start_time > 60 * t.max_minutes
+            flags = torch.tensor([float(signals.requested), float(out_of_time)])
+            if distributed:  # every rank must agree to stop at the same step
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
+            if flags[0] > 0:
+                stopped = "signal"
+            elif flags[1] > 0:
+                stopped = "max_minutes"
+            done = final or stopped != "max_steps"
+
+            if step % t.eval_every == 0 or (done and stopped != "signal"):
+                if rank == 0:
+                    with torch.no_grad():
+                        last_eval = evaluate(net, cfg, val_tokens, tokenizer, device, autocast)
+                    write_record({"step": step, **last_eval, "elapsed": elapsed_before + time.time() - start_time})
+                    bound = f"bound {last_eval['val_bound']:.4f}, " if "val_bound" in last_eval else ""
+                    _log(f"step {step}: val loss {last_eval['val_loss']:.4f}, {bound}ppl {last_eval['val_ppl']:.2f} | "
+                         f"{json.dumps(last_eval['sample'][:120], ensure_ascii=False)}", rank)
+                log_time = time.time()
+            if step % t.save_every == 0 or done:
+                if all_ranks_sum(nonfinite.float()).item() > 0:
+                    raise DivergedError(_diverged_message(step, lr, out_dir))
+                if distributed:  # store the ranks' average, so a resumed run logs the same mean
+                    loss_sum = all_ranks_sum(loss_sum) / world_size
+                if rank == 0:
+                    _save_checkpoint(checkpoint_state(), out_dir, t.keep_last)
+            if done:
+                break
+    bar.close()
+
+    wall = time.time() - start_time
+    if rank == 0:
+        plot_metrics(out_dir, out_dir / "loss.png")
+        why = {"signal": "interrupted; continue with --resume", "max_minutes": f"stopped at train.max_minutes",
+               "max_steps": "done"}[stopped]
+        _log(f"{why}: step {step}, {wall / 60:.1f} min; checkpoint {out_dir / 'latest.pt'}, "
+             f"metrics {metrics_path}, plot {out_dir / 'loss.png'}", rank)
+    return {"step": step, "loss": last_loss, "val_loss": last_eval.get("val_loss"),
+            "val_bound": last_eval.get("val_bound"), "val_ppl": last_eval.get("val_ppl"),
+            "wall_time_s": wall, "stopped": stopped, "out_dir": str(out_dir),
+            "checkpoint": str(out_dir / "latest.pt"), "parameters": n_params}
+
+
+def main(argv=None) -> int:
+    """Command line: python -m dllm_lite.train --config FILE [section.key=value ...] [--resume]."""
+    parser = argparse.ArgumentParser(prog="python -m dllm_lite.train", description="Train a masked diffusion "
+                                     "(or autoregressive) language model from a YAML config.")
+    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=200 train.lr=1e-3")
+    parser.add_argument("--resume", action="store_true", help="continue from <train.out_dir>/latest.pt")
+    parser.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint file")
+    parser.add_argument("--overwrite", action="store_true", help="start fresh, deleting out_dir's old checkpoints")
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        cfg = load_config(args.config, args.overrides)
+        train(cfg, resume=args.resume_from or args.resume, overwrite=args.overwrite)
+    except (ConfigError, DataError, CheckpointError, EncodingDownloadError) as error:
+        if rank == 0:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    except DivergedError as error:
+        if rank == 0:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The training loop: outputs, exact resume, atomic checkpoints, signals, NaN stop, DDP, user errors."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+
+from dllm_lite import loss, train
+from dllm_lite.config import load_config
+from dllm_lite.corrupt import get_schedule
+from dllm_lite.model import ModelConfig, Transformer
+
+CORPUS = "".join(f"{i} the quick brown fox jumps over the lazy dog; she sells sea shells.\n" for i in range(120))
+
+
+@pytest.fixture(autouse=True)
+def one_thread_no_bars(monkeypatch):
+    """No progress bars, and one thread: tiny models gain nothing from more, and on a busy machine
+    OpenMP threads spinning against each other can make a step 20 times slower."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    datasets.disable_progress_bars()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    datasets.enable_progress_bars()
+
+
+def write_config(tmp_path: Path, body: str = "") -> Path:
+    """A tiny char-level config on a corpus in tmp_path; `body` adds YAML lines (later keys win)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    path = tmp_path / "tiny_test.yaml"
+    path.write_text(f"""\
+model: {{n_layer: 2, n_head: 2, n_embd: 32, seq_len: 32}}
+data: {{dataset: text, data_files: {corpus}, tokenizer: char, val_fraction: 0.1, cache_dir: {tmp_path / 'cache'}}}
+train: {{batch_size: 4, max_steps: 6, lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 2, log_every: 2, eval_every: 4,
+        eval_batches: 1, bound_samples: 2, save_every: 2, keep_last: 2, out_dir: {tmp_path / 'run'}, seed: 0}}
+sample: {{length: 8, steps: 4}}
+{body}""", encoding="utf-8")
+    return path
+
+
+def make_config(tmp_path: Path, *overrides: str):
+    return load_config(write_config(tmp_path), list(overrides))
+
+
+def train_records(out_dir) -> list[dict]:
+    """The metric records without the wall-clock fields."""
+    return [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s")} for r in train.read_metrics(out_dir)]
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    code = train.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_train_writes_metrics_plot_and_checkpoints(tmp_path, capsys):
+    cfg = make_config(tmp_path)
+    summary = train.train(cfg)
+    out_dir = tmp_path / "run"
+    assert summary["step"] == 6 and summary["out_dir"] == str(out_dir) and summary["stopped"] == "max_steps"
+    assert summary["val_ppl"] == pytest.approx(math.exp(summary["val_bound"]))
+    records = train.read_metrics(out_dir)
+    logs = [r for r in records if "loss" in r]
+    evals = [r for r in records if "val_bound" in r]
+    assert [r["step"] for r in logs] == [2, 4, 6] and [r["step"] for r in evals] == [4, 6]
+    assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in logs)
+    assert all(isinstance(r["sample"], str) and len(r["sample"]) == 8 for r in evals)
+    assert (out_dir / "loss.png").stat().st_size > 1000 and (out_dir / "config.yaml").is_file()
+    # keep_last=2 of the checkpoints at steps 2, 4, 6; latest.pt is the newest; no temporary file left
+    assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".pt") == ["latest.pt", "step_000004.pt", "step_000006.pt"]
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+    net, tokenizer, cfg2, state = train.load_checkpoint(out_dir / "latest.pt")
+    assert state["step"] == 6 and cfg2.model == cfg.model and tokenizer.decode(tokenizer.encode("fox")) == "fox"
+    assert set(state) >= {"model", "optimizer", "rng", "data", "config", "tokenizer", "lr"}
+    out = capsys.readouterr().out
+    assert "parameters" in out and "latest.pt" in out
+
+
+def test_training_loss_is_the_library_loss_and_splits_across_ranks():
+    """One process: exactly loss.diffusion_loss. Two ranks' halves average to the one-process value."""
+    torch.manual_seed(0)
+    net = Transformer(ModelConfig(vocab_size=7, n_layer=1, n_head=2, n_embd=16, seq_len=12))
+    x0 = torch.randint(0, 6, (4, 12))
+    schedule = get_schedule("linear")
+    for weighting in ("elbo", "mean"):
+        g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+        ours = train.diffusion_step_loss(net, x0, schedule, 6, weighting, g())
+        assert ours.item() == loss.diffusion_loss(net, x0, schedule, 6, generator=g(), weighting=weighting).item()
+        halves = [train.diffusion_step_loss(net, x0[2 * r : 2 * r + 2], schedule, 6, weighting, g(), r, 2) for r in (0, 1)]
+        assert (halves[0] + halves[1]).item() / 2 == pytest.approx(ours.item(), rel=1e-6)
+
+
+def test_lr_warms_up_then_decays_to_min_lr(tmp_path):
+    t = make_config(tmp_path, "train.max_steps=100", "train.warmup_steps=10").train
+    lrs = [train.lr_at(step, t) for step in range(100)]
+    assert lrs[0] == pytest.approx(t.lr / 10) and lrs[9] == pytest.approx(t.lr)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and train.lr_at(100, t) == pytest.approx(t.min_lr)
+
+
+def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, capsys):
+    """3 steps, SIGINT, resume, 3 more == 6 steps straight: every logged value, with dropout on."""
+    extra = ("model.dropout=0.1", "train.log_every=2", "train.eval_every=4", "train.save_every=100")
+    straight = make_config(tmp_path, *extra, f"train.out_dir={tmp_path / 'straight'}")
+    train.train(straight)
+    cfg = make_config(tmp_path, *extra, f"train.out_dir={tmp_path / 'split'}")
+    lr_at = train.lr_at
+
+    def interrupt_at_step_3(step, t):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives during step 3, which still finishes
+        return lr_at(step, t)
+
+    monkeypatch.setattr(train, "lr_at", interrupt_at_step_3)
+    summary = train.train(cfg)
+    assert summary["stopped"] == "signal" and summary["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert "continue with --resume" in capsys.readouterr().out
+    monkeypatch.setattr(train, "lr_at", lr_at)
+    assert train.train(cfg, resume=True)["step"] == 6
+    assert train_records(tmp_path / "split") == train_records(tmp_path / "straight")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    config = write_config(tmp_path)
+    overrides = ["train.max_steps=12", "train.log_every=10", "train.save_every=2"]
+    batch_loss = train._batch_loss
+    calls = []
+
+    def nan_from_step_5(*args, **kwargs):
+        calls.append(1)
+        value = batch_loss(*args, **kwargs)
+        return value * float("nan") if len(calls) >= 5 else value
+
+    monkeypatch.setattr(train, "_batch_loss", nan_from_step_5)
+    code, out, err = run_main(capsys, "--config", str(config), *overrides)
+    assert_one_line_error(code + 1, err, "NaN", "train.lr", "untouched")  # exit code 1: the run failed
+    state = train.read_checkpoint(tmp_path / "run" / "latest.pt")
+    assert state["step"] == 4 and all(torch.isfinite(p).all() for p in state["model"].values())
+
+
+def test_autoregressive_objective_trains(tmp_path):
+    cfg = make_config(tmp_path, "train.objective=autoregressive", "train.max_steps=12", "train.eval_every=12")
+    summary = train.train(cfg)
+    logs = [r for r in train.read_metrics(tmp_path / "run") if "loss" in r]
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    assert summary["val_bound"] is None and summary["val_ppl"] == pytest.approx(math.exp(summary["val_loss"]))
+    net, _, _, _ = train.load_checkpoint(tmp_path / "run" / "latest.pt")
+    assert net.cfg.causal
+
+
+def test_diffusion_loss_goes_down(tmp_path):
+    cfg = make_config(tmp_path, "train.max_steps=40", "train.log_every=10", "train.eval_every=40",
+                      "train.save_every=40", "train.batch_size=8")
+    train.train(cfg)
+    logs = [r["loss"] for r in train.read_metrics(tmp_path / "run") if "loss" in r]
+    assert logs[-1] < logs[0] - 0.3
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train.lrr=1"], ["train.lrr", "did you mean"]),
+    (["train.max_steps=many"], ["train.max_steps", "integer"]),
+    (["--resume"], ["nothing to resume", "without --resume"]),
+])
+def test_user_errors_are_one_line(tmp_path, capsys, argv, words):
+    config = write_config(tmp_path)
+    assert_one_line_error(*run_main(capsys, "--config", str(config), *argv)[::2], *words)
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert_one_line_error(*run_main(capsys, "--config", str(tmp_path / "nope.yaml"))[::2], "nope.yaml", "not found")
+
+
+@pytest.mark.parametrize("content, words", [(b"", ["empty"]), (b"caf\xe9 \xff\xfe", ["UTF-8"])])
+def test_bad_data_is_one_line(tmp_path, capsys, content, words):
+    config = write_config(tmp_path)
+    (tmp_path / "corpus.txt").write_bytes(content)
+    assert_one_line_error(*run_main(capsys, "--config", str(config))[::2], *words)
+
+
+def test_unreachable_hub_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # offline: no network is touched
+    config = write_config(tmp_path)
+    code, _, err = run_main(capsys, "--config", str(config), "data.dataset=wikitext", "data.data_files=null",
+                            "data.tokenizer=gpt2")
+    assert_one_line_error(code, err, "wikitext", "tiny_shakespeare")
+
+
+def test_bad_resumes_leave_checkpoints_alone(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert run_main(capsys, "--config", str(config))[0] == 0
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.glob("*.pt")}
+    # a different model, starting fresh over a run, then a truncated latest.pt
+    assert_one_line_error(*run_main(capsys, "--config", str(config), "model.n_layer=3", "--resume")[::2],
+                          "model.n_layer=2", "3")
+    assert_one_line_error(*run_main(capsys, "--config", str(config))[::2], "--resume", "--overwrite")
+    assert {p.name: p.read_bytes() for p in run.glob("*.pt")} == before
+    (run / "latest.pt").unlink()  # a hard link: unlink first so the step file stays whole
+    (run / "latest.pt").write_bytes(before["latest.pt"][: len(before["latest.pt"]) // 2])
+    assert_one_line_error(*run_main(capsys, "--config", str(config), "--resume")[::2], "truncated", "step_")
+    assert (run / "step_000006.pt").read_bytes() == before["step_000006.pt"]
+    # resuming from the intact step file works, and runs on to the new max_steps
+    assert run_main(capsys, "--config", str(config), "train.max_steps=8", "--resume-from", str(run / "step_000006.pt"))[0] == 0
+    assert train.read_checkpoint(run / "latest.pt")["step"] == 8
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    """torchrun, 2 CPU processes (gloo) x batch 2 gives the loss curve of 1 process x batch 4."""
+    config = write_config(tmp_path)
+    common = ["train.max_steps=4", "train.log_every=1", "train.eval_every=100", "train.save_every=100"]
+    train.train(load_config(config, common + ["train.batch_size=4", f"train.out_dir={tmp_path / 'one'}"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dllm_lite.train",
+         "--config", str(config), *common, "train.batch_size=2", f"train.out_dir={tmp_path / 'two'}"],
+        capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = [r["loss"] for r in train.read_metrics(tmp_path / "one") if "loss" in r]
+    two = [r["loss"] for r in train.read_metrics(tmp_path / "two") if "loss" in r]
+    assert len(one) == 4 and two == pytest.approx(one, rel=1e-5)
+    assert train.read_checkpoint(tmp_path / "two" / "latest.pt")["step"] == 4
