@@ -340,7 +340,7 @@ def check_infill(fn):
     """Exercise 08, `infill(net, tokenizer, left, right, n_blank, steps, generator)` with `sample.generate`."""
     tok = get_tokenizer("char", text="abcdefghijklmnopqrstuvwxyz .,")
     net = Transformer(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32, seq_len=40)).eval()
-    for left, right, n_blank, steps in (("the cat sat ", " the mat.", 6, 3), ("to be, ", "", 4, 4), ("", " end", 3, 5)):
+    for left, right, n_blank, steps in (("the cat sat ", " the mat.", 6, 3), ("", " end", 3, 5)):
         on = f"left = {left!r}, right = {right!r}, n_blank = {n_blank}, steps = {steps}, a tiny char-level Transformer"
         got = call(fn, on, net, tok, left, right, n_blank, steps, torch.Generator().manual_seed(7))
         prompt = tok.encode(left) + [tok.mask_id] * n_blank + tok.encode(right)

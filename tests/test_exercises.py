@@ -1,6 +1,10 @@
 """The exercise checkers accept the reference solutions and the library, and reject the classic mistakes."""
 
+import ast
 import importlib.util
+import inspect
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +73,15 @@ def corrupt_prefix(x0, t, mask_id, alpha):
     return torch.where(is_masked, mask_id, x0), is_masked
 
 
+def corrupt_one_row_of_noise(x0, t, mask_id, alpha):
+    is_masked = torch.rand(x0.shape[1]) < 1 - alpha(t.reshape(-1, 1))  # (T,) noise shared by every row
+    return torch.where(is_masked, mask_id, x0), is_masked
+
+
+def corrupt_forgets_xt(x0, t, mask_id, alpha):
+    return x0.clone(), torch.rand(x0.shape) < 1 - alpha(t.reshape(-1, 1))
+
+
 def weight_one(alpha, alpha_prime, t):
     return torch.ones_like(t)
 
@@ -108,6 +121,10 @@ def subs_wrong_column(logits, xt, mask_id):
     return solutions.subs_logits(logits, xt, mask_id - 1)
 
 
+def subs_rescaled(logits, xt, mask_id):
+    return solutions.subs_logits(2 * logits, xt, mask_id)
+
+
 def _ce(net, x0, xt):
     return F.cross_entropy(net(xt).transpose(1, 2), x0, reduction="none")  # (B, L)
 
@@ -130,6 +147,15 @@ def loss_per_masked(net, x0, xt, is_masked, weight):
 
 def loss_sees_x0(net, x0, xt, is_masked, weight):
     return (weight[:, None] * _ce(net, x0, x0))[is_masked].sum() / x0.numel()
+
+
+def loss_not_divided(net, x0, xt, is_masked, weight):
+    return (weight[:, None] * _ce(net, x0, xt))[is_masked].sum()
+
+
+def loss_rescaled_mean(net, x0, xt, is_masked, weight):
+    per_mask = (weight[:, None] * _ce(net, x0, xt))[is_masked].sum() / is_masked.sum()
+    return per_mask * is_masked.float().mean()  # right whenever something is masked, NaN otherwise
 
 
 def step_resamples_revealed(x, logits, mask_id, t, s, alpha):
@@ -189,6 +215,10 @@ def infill_masks_at_end(net, tokenizer, left, right, n_blank, steps, generator=N
     return tokenizer.decode(ids[0])
 
 
+def infill_without_sampling(net, tokenizer, left, right, n_blank, steps, generator=None):
+    return tokenizer.decode(tokenizer.encode(left) + [tokenizer.mask_id] * n_blank + tokenizer.encode(right))
+
+
 def infill_no_generator(net, tokenizer, left, right, n_blank, steps, generator=None):
     return solutions.infill(net, tokenizer, left, right, n_blank, steps)
 
@@ -200,6 +230,8 @@ MISTAKES = [
     (exercises.check_corrupt, corrupt_first_t_only, "each row has its own t"),
     (exercises.check_corrupt, corrupt_in_place, "changed in place"),
     (exercises.check_corrupt, corrupt_prefix, "not spread evenly"),
+    (exercises.check_corrupt, corrupt_one_row_of_noise, "got exactly the same mask"),
+    (exercises.check_corrupt, corrupt_forgets_xt, "xt is not mask_id"),
     (exercises.check_elbo_weight, weight_one, "unweighted"),
     (exercises.check_elbo_weight, weight_sign, "sign is flipped"),
     (exercises.check_elbo_weight, weight_over_alpha, "w(t) is wrong"),
@@ -208,11 +240,14 @@ MISTAKES = [
     (exercises.check_subs, subs_rows_inf, "NaN"),
     (exercises.check_subs, subs_no_copy, "is not copied"),
     (exercises.check_subs, subs_wrong_column, "still has probability"),
+    (exercises.check_subs, subs_rescaled, "real tokens' probabilities changed"),
     (exercises.check_diffusion_loss, loss_unweighted, "unweighted"),
     (exercises.check_diffusion_loss, loss_all_positions, "mean cross-entropy over all positions"),
     (exercises.check_diffusion_loss, loss_with_unmasked, "unmasked positions were included"),
     (exercises.check_diffusion_loss, loss_per_masked, "divided by the number of masked"),
     (exercises.check_diffusion_loss, loss_sees_x0, "the net saw x0"),
+    (exercises.check_diffusion_loss, loss_not_divided, "the sum was not divided"),
+    (exercises.check_diffusion_loss, loss_rescaled_mean, "NaN: with nothing masked"),
     (exercises.check_ancestral_step, step_resamples_revealed, "already revealed tokens changed"),
     (exercises.check_ancestral_step, step_swapped, "nothing was revealed"),
     (exercises.check_ancestral_step, step_unnormalised, "divide by 1 - alpha(t)"),
@@ -225,6 +260,7 @@ MISTAKES = [
     (exercises.check_reveal_counts, counts_floor, "add up to"),
     (exercises.check_reveal_counts, counts_front_loaded, "not as equal as possible"),
     (exercises.check_infill, infill_masks_at_end, "not left + n_blank characters + right"),
+    (exercises.check_infill, infill_without_sampling, "still holds masks"),
     (exercises.check_infill, infill_no_generator, "same seed"),
 ]
 
@@ -266,3 +302,27 @@ def test_checker_leaves_the_global_random_state_alone():
     exercises.check_reveal_counts(solutions.reveal_counts)
     exercises.check_corrupt(solutions.corrupt)
     assert torch.equal(torch.rand(3), expected)
+
+
+EXERCISE_NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "exercises").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_stub_matches_its_checker_and_solution(path):
+    """The stub has the solution's signature, the check cell calls the matching checker, outputs are stored."""
+    cells = json.loads(path.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "What you will learn" in text and "Hint" in text
+    stub = next(source for source in code if "raise NotImplementedError" in source)
+    assert "# TODO" in stub
+    (function,) = [node for node in ast.parse(stub).body if isinstance(node, ast.FunctionDef)]
+    call = next(c for c in cells if c["cell_type"] == "code" and "exercises.check_" in "".join(c["source"]))
+    check_name = re.search(r"exercises\.(check_\w+)\((\w+)\)", "".join(call["source"]))
+    assert check_name.group(2) == function.name, "the check cell must pass the stub's function"
+    checks = {check.__name__: solution for check, solution in solutions.CHECKS}
+    solution = checks[check_name.group(1)]
+    assert function.name == solution.__name__
+    assert [a.arg for a in function.args.args] == list(inspect.signature(solution).parameters)
+    stored = "".join("".join(o.get("text", "")) for o in call["outputs"])
+    assert "not implemented yet" in stored, f"{path.name}: run instructors/build_notebooks.py to store outputs"

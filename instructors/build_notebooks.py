@@ -1,0 +1,393 @@
+"""Write the exercise notebooks in `exercises/` from the text below, then run them in place.
+
+    python instructors/build_notebooks.py            # every notebook
+    python instructors/build_notebooks.py 03 05      # only these numbers
+
+Each notebook is: what you will learn, the math, a look at the inputs, the function to
+write (a stub with `# TODO` that raises NotImplementedError), a cell that calls its
+checker from `dllm_lite.exercises`, and a hint. The notebooks are stored *with* the
+stub's outputs, so `pytest --nbval-lax --nbval-current-env exercises` checks that a
+fresh notebook runs and that its checker answers "not implemented yet" (the checker
+cells are marked NBVAL_CHECK_OUTPUT). Run this with the project's environment active:
+the kernel is the `python` on PATH.
+"""
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
+AFTER = ("## When it passes\n\nCompare your function with the library's version, {where}. "
+         "The checker recognises these classic mistakes: {mistakes}.")
+
+
+def hint(*points):
+    """A collapsed hint cell: the student opens it only when stuck."""
+    items = "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1))
+    return f"<details>\n<summary><b>Hint</b> (click to open)</summary>\n\n{items}\n\n</details>"
+
+
+NOTEBOOKS = {
+    "01_corrupt": dict(
+        title="Exercise 01: the forward process, masking tokens",
+        learn=["how a masked diffusion model corrupts text: every token, independently, becomes [MASK] "
+               "with probability $1 - \\alpha(t)$",
+               "what the noise schedule $\\alpha(t)$ means, and why each row of a batch gets its own time $t$",
+               "how to draw one random mask per token with torch, without touching the clean data"],
+        math=r"""## The math
+
+A clean sequence $x_0$ is corrupted into $x_t$, position by position:
+
+$$ q(x_t^i \mid x_0^i) = \alpha(t)\,[x_t^i = x_0^i] + \big(1 - \alpha(t)\big)\,[x_t^i = m] $$
+
+$\alpha(t)$ is the probability that a token is still clean at time $t \in [0, 1]$:
+$\alpha(0) = 1$ (nothing masked), $\alpha(1) = 0$ (everything masked). For the linear
+schedule $\alpha(t) = 1 - t$, so a row at time $t$ has about a share $t$ of its tokens masked.
+
+To sample it, draw one uniform number $u_i \sim U(0, 1)$ per token and mask where $u_i < 1 - \alpha(t)$.""",
+        setup="import torch\n\nfrom dllm_lite import exercises\nfrom dllm_lite.corrupt import get_schedule",
+        look="schedule = get_schedule(\"linear\")\nt = torch.tensor([0.0, 0.25, 0.5, 1.0])\n"
+             "print(\"alpha(t)     =\", schedule.alpha(t))\nprint(\"1 - alpha(t) =\", 1 - schedule.alpha(t))",
+        task=r"""## Your turn
+
+Write `corrupt(x0, t, mask_id, alpha)`:
+
+- `x0`: (B, T) token ids; `t`: (B,) one time per row; `mask_id`: the [MASK] id;
+  `alpha`: a function, tensor in, tensor out (for example `get_schedule("cosine").alpha`).
+- Return `(xt, is_masked)`, both (B, T): `xt` holds `mask_id` where a token was masked and
+  `x0` elsewhere; `is_masked` is a **bool** tensor, True where a token was masked.
+- Leave `x0` itself unchanged: the loss needs the clean tokens as targets.""",
+        stub='''def corrupt(x0, t, mask_id, alpha):
+    """Mask each token of x0 (B, T) with probability 1 - alpha(t); return (xt, is_masked)."""
+    # TODO: the masking probability of each row, shaped (B, 1) so that it broadcasts along T
+    # TODO: one uniform random number per token; a token is masked where it is below that probability
+    # TODO: xt = mask_id where masked, x0 elsewhere, without writing into x0
+    raise NotImplementedError''',
+        check="exercises.check_corrupt(corrupt)",
+        hint=hint("`p = 1 - alpha(t.reshape(-1, 1))` has shape (B, 1): one probability per row.",
+                  "`is_masked = torch.rand(x0.shape) < p` draws one coin per token.",
+                  "`torch.where(is_masked, mask_id, x0)` builds `xt` as a new tensor."),
+        after=AFTER.format(where="`corrupt` in `dllm_lite/corrupt.py`",
+                           mistakes="masking with probability $\\alpha(t)$ instead of $1 - \\alpha(t)$, masking "
+                                    "nothing or everything, one $t$ for the whole batch, always masking the first "
+                                    "tokens, and writing the masks into `x0`"),
+    ),
+    "02_elbo_weight": dict(
+        title="Exercise 02: the weight $w(t)$ of the diffusion loss",
+        learn=["where the weight $w(t) = -\\alpha'(t) / (1 - \\alpha(t))$ of the training loss comes from",
+               "why it is $1/t$ for the linear schedule, and why the loss is a bound on the likelihood only with it"],
+        math=r"""## The math
+
+Cut $[0, 1]$ into small steps. Going back from $t$ to $s = t - \Delta$, a token that is
+masked at time $t$ is revealed with probability
+
+$$ \frac{\alpha(s) - \alpha(t)}{1 - \alpha(t)} \approx \frac{-\alpha'(t)\,\Delta}{1 - \alpha(t)}, $$
+
+and every reveal costs $-\log p_\theta(x_0^i \mid x_t)$ nats in the ELBO. Adding the steps up
+and letting $\Delta \to 0$ gives the continuous-time negative ELBO (MDLM, eq. 10):
+
+$$ \mathcal{L} = \int_0^1 w(t)\; \mathbb{E}_{x_t}\Big[\sum_{i:\,x_t^i = m} -\log p_\theta(x_0^i \mid x_t)\Big]\,dt,
+   \qquad w(t) = \frac{-\alpha'(t)}{1 - \alpha(t)}. $$
+
+$\alpha$ decreases, so $\alpha'(t) \le 0$ and $w(t) \ge 0$. For $\alpha(t) = 1 - t$: $w(t) = 1/t$.
+Few tokens are masked at small $t$, and each of them counts more.""",
+        setup="import torch\n\nfrom dllm_lite import exercises\nfrom dllm_lite.corrupt import get_schedule",
+        look="cosine = get_schedule(\"cosine\")\nt = torch.tensor([0.1, 0.5, 0.9])\n"
+             "print(\"alpha(t)  =\", cosine.alpha(t))\nprint(\"alpha'(t) =\", cosine.alpha_prime(t))",
+        task=r"""## Your turn
+
+Write `elbo_weight(alpha, alpha_prime, t)`: `alpha` and `alpha_prime` are functions (tensor in,
+tensor out) and `t` a tensor of times; return $w(t)$, a tensor of the same shape as `t`.""",
+        stub='''def elbo_weight(alpha, alpha_prime, t):
+    """w(t) = -alpha'(t) / (1 - alpha(t)), elementwise on t."""
+    # TODO: compute w(t) from alpha(t) and alpha_prime(t)
+    raise NotImplementedError''',
+        check="exercises.check_elbo_weight(elbo_weight)",
+        hint=hint("The denominator is the share of tokens masked at time $t$: $1 - \\alpha(t)$.",
+                  "Mind the sign: `alpha_prime(t)` is negative, the weight is positive."),
+        after=AFTER.format(where="`Schedule.weight` in `dllm_lite/corrupt.py`",
+                           mistakes="$w = 1$ (the unweighted loss), a flipped sign, and dividing by $\\alpha(t)$; "
+                                    "a cubic schedule makes sure the answer is not hard-coded as $1/t$"),
+    ),
+    "03_subs": dict(
+        title="Exercise 03: the SUBS parameterisation",
+        learn=["the two rules of MDLM's SUBS parameterisation: the model never predicts [MASK], and a token "
+               "that is already revealed is copied",
+               "how to enforce both on a tensor of logits with `-inf`, `scatter` and `torch.where`"],
+        math=r"""## The math
+
+The clean data never contains the mask, and the forward process never changes a token that
+is not masked. So the denoiser's distribution at position $i$ should be
+
+$$ p_\theta(x_0^i \mid x_t) = \begin{cases}
+   \mathrm{softmax}(\ell^i) \text{ with } \ell^i_m = -\infty & \text{if } x_t^i = m \quad\text{(zero masking probability)}\\
+   \text{all mass on } x_t^i & \text{if } x_t^i \ne m \quad\text{(carry-over unmasking)}
+   \end{cases} $$
+
+With both rules the ELBO only has terms at masked positions: an unmasked position costs
+$-\log 1 = 0$. A logit of $-\infty$ has probability exactly 0 after the softmax.""",
+        setup="import torch\n\nfrom dllm_lite import exercises\nfrom dllm_lite.model import ModelConfig, Transformer",
+        look="torch.manual_seed(0)\nnet = Transformer(ModelConfig(vocab_size=6, n_layer=1, n_head=1, n_embd=8, "
+             "seq_len=4))\nwith torch.no_grad():\n    logits = net(torch.tensor([[0, 5, 2, 5]]))  # (1, 4, 6); id 5 is the mask\n"
+             "print(\"the library's model already sets the mask column to -inf:\", logits[0, :, 5])",
+        task=r"""## Your turn
+
+Write `subs_logits(logits, xt, mask_id)`: `logits` (B, T, V) from a network, `xt` (B, T) the
+corrupted ids. Return new logits (B, T, V) where the mask column is $-\infty$ at every
+position, and every position with `xt != mask_id` has $-\infty$ everywhere except a finite
+logit at `xt` (so that all its probability is on `xt`).""",
+        stub='''def subs_logits(logits, xt, mask_id):
+    """SUBS: never predict the mask; where xt is revealed, put all the probability on xt."""
+    # TODO: logits with the mask column set to -inf (on a copy)
+    # TODO: "copy" logits: -inf everywhere except 0 at the id xt holds
+    # TODO: choose between the two per position, depending on whether xt is the mask
+    raise NotImplementedError''',
+        check="exercises.check_subs(subs_logits)",
+        hint=hint("`out = logits.clone(); out[..., mask_id] = float(\"-inf\")` sets the mask *column*.",
+                  "`torch.full_like(logits, float(\"-inf\")).scatter(-1, xt.unsqueeze(-1), 0.0)` is a one-hot "
+                  "in logit form.",
+                  "`torch.where((xt == mask_id).unsqueeze(-1), out, copy)` picks per position."),
+        after=AFTER.format(where="the `logit_bias` of `Transformer` in `dllm_lite/model.py` (the first rule; "
+                                 "the loss applies the second by scoring masked positions only)",
+                           mistakes="leaving the mask logit finite (or 0), `-inf` on a whole position (NaN "
+                                    "probabilities), the wrong column, and no copy-through"),
+    ),
+    "04_diffusion_loss": dict(
+        title="Exercise 04: the diffusion loss",
+        learn=["how the training loss of a masked diffusion model is assembled: cross-entropy at the masked "
+               "positions, weighted by $w(t)$, in nats per token",
+               "the classic mistakes that still train but optimise the wrong thing: no weight, averaging over "
+               "all positions, dividing by the number of masks, letting the network see $x_0$"],
+        math=r"""## The math
+
+A Monte Carlo estimate of the negative ELBO from one batch, one time $t_b$ per row:
+
+$$ \mathcal{L} = \frac{1}{B L} \sum_{b=1}^{B} w(t_b) \sum_{i:\, x_t^{b,i} = m} -\log p_\theta(x_0^{b,i} \mid x_t^b) $$
+
+Only masked positions count (SUBS makes the others free), and the sum is divided by all
+$B L$ positions, masked or not: that is what makes it nats per token of the data. A model
+that predicts the uniform distribution over $V$ real tokens scores exactly $\log V$.""",
+        setup="import torch\nimport torch.nn.functional as F\n\nfrom dllm_lite import exercises\n"
+              "from dllm_lite.corrupt import corrupt, get_schedule\nfrom dllm_lite.model import ModelConfig, "
+              "Transformer",
+        look="torch.manual_seed(0)\nnet = Transformer(ModelConfig(vocab_size=11, n_layer=1, n_head=2, n_embd=32, "
+             "seq_len=16))\nx0 = torch.randint(0, 10, (4, 16))  # id 10 is the mask\n"
+             "t = torch.tensor([0.2, 0.4, 0.6, 0.8])\nxt, is_masked = corrupt(x0, t, 10, \"linear\")\n"
+             "weight = get_schedule(\"linear\").weight(t)\nprint(\"logits:\", tuple(net(xt).shape), "
+             "\" masked per row:\", is_masked.sum(dim=1).tolist(), \" weight:\", [round(w, 2) for w in weight.tolist()])",
+        task=r"""## Your turn
+
+Write `diffusion_loss(net, x0, xt, is_masked, weight)`: `net(xt)` gives logits (B, L, V);
+`x0`, `xt`, `is_masked` are (B, L); `weight` is (B,), $w(t_b)$ for each row. Return the loss
+above as a 0-d tensor. (With nothing masked, the loss is 0.)""",
+        stub='''def diffusion_loss(net, x0, xt, is_masked, weight):
+    """(1 / (B L)) * sum over rows b of weight[b] * (cross-entropy summed over the masked positions of row b)."""
+    # TODO: logits from the corrupted input
+    # TODO: cross-entropy at every position (reduction="none"), shape (B, L)
+    # TODO: weight each row, keep the masked positions, sum, divide by B * L
+    raise NotImplementedError''',
+        check="exercises.check_diffusion_loss(diffusion_loss)",
+        hint=hint("`F.cross_entropy` wants the class dimension second: "
+                  "`F.cross_entropy(logits.transpose(1, 2), x0, reduction=\"none\")` is (B, L).",
+                  "`(weight[:, None] * ce)[is_masked].sum()` keeps only masked positions.",
+                  "Divide by `x0.numel()`, not by `is_masked.sum()`."),
+        after=AFTER.format(where="`diffusion_loss` in `dllm_lite/loss.py` (it draws $t$ and $x_t$ itself, and "
+                                 "runs the output head only at masked positions)",
+                           mistakes="the unweighted loss, the mean over all positions, including unmasked "
+                                    "positions, dividing by the number of masks, and `net(x0)` instead of `net(xt)`"),
+    ),
+    "05_ancestral_step": dict(
+        title="Exercise 05: one step of the ancestral sampler",
+        learn=["how MDLM generates: the exact reverse of the forward process, from time $t$ to $s < t$",
+               "the reveal probability $(\\alpha(s) - \\alpha(t)) / (1 - \\alpha(t))$, and why revealed tokens "
+               "never change again"],
+        math=r"""## The math
+
+Given $x_0$, a token that is masked at time $t$ is, at the earlier time $s < t$,
+
+$$ q(x_s^i \mid x_t^i = m, x_0^i) = \begin{cases}
+   x_0^i & \text{with probability } \dfrac{\alpha(s) - \alpha(t)}{1 - \alpha(t)} \\[4pt]
+   m & \text{with probability } \dfrac{1 - \alpha(s)}{1 - \alpha(t)}
+   \end{cases} $$
+
+and a token that is not masked stays as it is. The sampler does not know $x_0$, so it
+draws the revealed value from the model, $p_\theta(x_0^i \mid x_t)$. At $s = 0$ the
+probability is 1: every remaining mask is revealed.""",
+        setup="import torch\n\nfrom dllm_lite import exercises, sample",
+        look="times = torch.linspace(1, 0, 5)  # a 4-step grid: 1, 0.75, 0.5, 0.25, 0\n"
+             "for t, s in zip(times[:-1], times[1:]):\n"
+             "    p = sample.reveal_probability(\"linear\", t, s).item()\n"
+             "    print(f\"t = {t.item():.2f} -> s = {s.item():.2f}: reveal each mask with probability {p:.3f}\")",
+        task=r"""## Your turn
+
+Write `ancestral_step(x, logits, mask_id, t, s, alpha)`: `x` (B, T) ids, some of them
+`mask_id`; `logits` (B, T, V) from the model (the mask logit is already $-\infty$); `t` and
+`s` floats with $0 \le s < t \le 1$; `alpha` a function (`alpha(0.5)` is a 0-d tensor).
+Return the new ids (B, T): each masked position revealed with the probability above, its
+value **sampled** from `softmax(logits)` at that position; every other position unchanged.""",
+        stub='''def ancestral_step(x, logits, mask_id, t, s, alpha):
+    """One MDLM reverse step from t to s < t: reveal masks at random, values sampled from the logits."""
+    # TODO: the reveal probability from alpha(s) and alpha(t)
+    # TODO: which positions are revealed: masked ones only, each with that probability
+    # TODO: a sampled value for every position, from its own softmax(logits)
+    # TODO: new ids: the sample where revealed, x everywhere else
+    raise NotImplementedError''',
+        check="exercises.check_ancestral_step(ancestral_step)",
+        hint=hint("`p = (alpha(s) - alpha(t)) / (1 - alpha(t))`; `s` is the *earlier* time, so "
+                  "`alpha(s) > alpha(t)`.",
+                  "`reveal = (x == mask_id) & (torch.rand(x.shape) < p)`.",
+                  "`torch.distributions.Categorical(logits=logits).sample()` draws one id per position.",
+                  "`torch.where(reveal, sampled, x)`."),
+        after=AFTER.format(where="`ancestral_step` in `dllm_lite/sample.py` (it draws in float64 with the "
+                                 "Gumbel-max trick)",
+                           mistakes="re-sampling tokens that are already revealed, swapping $s$ and $t$, "
+                                    "forgetting to divide by $1 - \\alpha(t)$, and the argmax instead of a sample"),
+    ),
+    "06_confidence_select": dict(
+        title="Exercise 06: the confidence sampler's selection step",
+        learn=["how LLaDA's sampler chooses which tokens to keep at each step: the most confident predictions "
+               "among the masked positions",
+               "how to select the top-k of a subset of positions with `masked_fill`, `topk` and `scatter`"],
+        math=r"""## The math
+
+At each step the model predicts every masked position, $\hat x^i \sim p_\theta(\cdot \mid x_t)$, with
+confidence $c^i = p_\theta(\hat x^i \mid x_t)$. The step keeps the $k$ most confident:
+
+$$ S = \underset{S \subseteq \{i:\, x_t^i = m\},\ |S| = k}{\arg\max} \sum_{i \in S} c^i $$
+
+writes $\hat x^i$ at the positions in $S$, and leaves the other masks for later steps.
+Positions that are already revealed are never chosen, however confident they look.""",
+        setup="import torch\n\nfrom dllm_lite import exercises, sample",
+        look="confidence = torch.tensor([[0.9, 0.2, 0.7, 0.4, 0.8]])\n"
+             "is_masked = torch.tensor([[False, True, True, True, False]])\n"
+             "print(\"the library picks:\", sample.select_most_confident(confidence, is_masked, 2))",
+        task=r"""## Your turn
+
+Write `select_most_confident(confidence, is_masked, k)`: `confidence` (B, T) floats,
+`is_masked` (B, T) bool, `k` an int. Return a bool (B, T) tensor that is True at the `k`
+masked positions of each row with the highest confidence; if a row has fewer than `k`
+masked positions, select all of them. Never select an unmasked position.""",
+        stub='''def select_most_confident(confidence, is_masked, k):
+    """Bool (B, T): the k most confident masked positions of each row (all of them if fewer)."""
+    # TODO: make unmasked positions impossible to pick
+    # TODO: the indices of the k highest scores in each row
+    # TODO: a bool tensor, True at those indices, and only where a position is masked
+    raise NotImplementedError''',
+        check="exercises.check_confidence_select(select_most_confident)",
+        hint=hint("`scores = confidence.masked_fill(~is_masked, float(\"-inf\"))`.",
+                  "`top = scores.topk(k, dim=1).indices` is (B, k).",
+                  "`torch.zeros_like(is_masked).scatter(1, top, True) & is_masked`: the final `&` matters when "
+                  "a row holds fewer than `k` masks."),
+        after=AFTER.format(where="`select_most_confident` in `dllm_lite/sample.py`",
+                           mistakes="picking unmasked positions, a top-k that runs into `-inf` positions when a "
+                                    "row has fewer than k masks, and picking the least confident"),
+    ),
+    "07_reveal_counts": dict(
+        title="Exercise 07: how many tokens to reveal per step",
+        learn=["how a step budget turns into a number of tokens revealed at each step",
+               "the off-by-one traps: one count per step, and counts that add up to exactly the number of masks"],
+        math=r"""## The math
+
+With $N$ steps on the grid $t_i = 1 - i/N$, the linear schedule has, after step $i$, about
+$n\,\alpha(t_i) = n\,i/N$ of the $n$ masks revealed: the same share every step. In whole
+tokens, each step reveals $\lfloor n/N \rfloor$ or $\lceil n/N \rceil$, and the counts must
+add up to exactly $n$ so that nothing is left masked at the end:
+
+$$ c_1 + \dots + c_N = n, \qquad \max_i c_i - \min_i c_i \le 1. $$""",
+        setup="from dllm_lite import exercises, sample",
+        look="print(\"linear, 10 masks in 4 steps:\", sample.reveal_counts(10, 4))\n"
+             "print(\"cosine, 10 masks in 4 steps:\", sample.reveal_counts(10, 4, \"cosine\"))",
+        task=r"""## Your turn
+
+Write `reveal_counts(n_masked, steps)` for the linear schedule: return a list of `steps` ints,
+as equal as possible, that add up to `n_masked` (`n_masked` may be 0 or smaller than `steps`).""",
+        stub='''def reveal_counts(n_masked, steps):
+    """A list of `steps` ints, as equal as possible, summing to n_masked."""
+    # TODO: the base count per step, and how many steps must reveal one more
+    # TODO: a list with exactly one count per step
+    raise NotImplementedError''',
+        check="exercises.check_reveal_counts(reveal_counts)",
+        hint=hint("`base, extra = divmod(n_masked, steps)`.",
+                  "`[base + (i < extra) for i in range(steps)]`."),
+        after=AFTER.format(where="`reveal_counts` in `dllm_lite/sample.py` (it follows any schedule)",
+                           mistakes="`steps - 1` or `steps + 1` counts, `n // steps` everywhere (the remainder is "
+                                    "lost), and revealing everything in the first step"),
+    ),
+    "08_infill": dict(
+        title="Exercise 08: infilling with `sample.generate`",
+        learn=["why a diffusion model can fill a gap in the middle of a text: it sees both sides at once",
+               "how to ask `sample.generate` for it: put mask ids inside the prompt"],
+        math=r"""## The idea
+
+An autoregressive model only sees the left context. A masked diffusion model is trained to
+predict any masked position from everything that is not masked, so a prompt
+`left [MASK] [MASK] ... right` is just a partly masked sequence: the sampler fills the masks
+and keeps the rest. `sample.generate(net, mask_id=..., length=0, steps=..., prompt=ids)`
+does that when `ids` contains `mask_id`; `length` counts the extra masks appended after the
+prompt, so 0 here.""",
+        setup="import torch\n\nfrom dllm_lite import exercises, sample\nfrom dllm_lite.tokenize import get_tokenizer",
+        look="tok = get_tokenizer(\"char\", text=\"abcdefghijklmnopqrstuvwxyz .,\")\n"
+             "ids = tok.encode(\"the cat\") + [tok.mask_id] * 3\nprint(ids)\nprint(tok.decode(ids))",
+        task=r"""## Your turn
+
+Write `infill(net, tokenizer, left, right, n_blank, steps, generator=None)`: build the prompt
+`left`, then `n_blank` masks, then `right`; fill it with `sample.generate` (default strategy,
+`length=0`, `steps=steps`, `generator=generator`); return the decoded text of the first row.
+The checker uses an untrained model, so the blanks are filled with nonsense: it checks that
+you asked for the right thing. With a model you trained (see `notebooks/`), try it on real text.""",
+        stub='''def infill(net, tokenizer, left, right, n_blank, steps, generator=None):
+    """left + n_blank generated tokens + right, filled by sample.generate; returns the text."""
+    # TODO: the prompt ids, with tokenizer.mask_id for every blank
+    # TODO: sample.generate(...) with length=0 and the generator
+    # TODO: decode the first row
+    raise NotImplementedError''',
+        check="exercises.check_infill(infill)",
+        hint=hint("`prompt = tokenizer.encode(left) + [tokenizer.mask_id] * n_blank + tokenizer.encode(right)`.",
+                  "`ids = sample.generate(net, mask_id=tokenizer.mask_id, length=0, steps=steps, prompt=prompt, "
+                  "generator=generator)` is (1, len(prompt)).",
+                  "`tokenizer.decode(ids[0])`."),
+        after=AFTER.format(where="`generate` in `dllm_lite/sample.py`, which also offers `strategy=\"ancestral\"` "
+                                 "and `\"threshold\"` and semi-autoregressive blocks",
+                           mistakes="appending the blanks after the whole text, and not passing the generator"),
+    ),
+}
+
+
+def build(name, spec):
+    """The notebook for one exercise, not yet run."""
+    learn = "\n".join(f"- {item}" for item in spec["learn"])
+    cells = [
+        new_markdown_cell(f"# {spec['title']}\n\n**What you will learn**\n\n{learn}\n\n"
+                          "Fill in the function below, run its check cell, and read the verdict: it says what "
+                          "is wrong, on which input, and gives a hint. Re-run the check until it says ✓."),
+        new_markdown_cell(spec["math"]),
+        new_code_cell(spec["setup"]),
+        new_markdown_cell("A look at the inputs:"),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\n" + spec["look"]),
+        new_markdown_cell(spec["task"]),
+        new_code_cell(spec["stub"]),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\n" + spec["check"]),
+        new_markdown_cell(spec["hint"]),
+        new_markdown_cell(spec["after"]),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+
+
+def main(numbers):
+    for name, spec in NOTEBOOKS.items():
+        if numbers and name[:2] not in numbers:
+            continue
+        notebook = build(name, spec)
+        NotebookClient(notebook, kernel_name="python3", timeout=300,
+                       resources={"metadata": {"path": str(EXERCISES_DIR)}}).execute()
+        path = EXERCISES_DIR / f"{name}.ipynb"
+        nbformat.write(notebook, path)
+        print(f"wrote {path.relative_to(EXERCISES_DIR.parent)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
