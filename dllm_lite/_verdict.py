@@ -2,8 +2,8 @@
 
 A checker is a function `body(fn) -> summary` that calls the student's `fn` on seeded
 inputs and raises `Wrong` at the first problem. `checker(body)` turns it into the
-public `check_*` function: it runs the body with the random state seeded and restored
-afterwards, prints one of
+public `check_*` function: it runs the body on one thread (the tensors are small) with the
+random state seeded, restores both afterwards, prints one of
 
     ✓ check_x: <summary>
     ✗ check_x: <problem>  (then input / expected / got / hint lines)
@@ -39,8 +39,12 @@ def checker(body):
         if not callable(fn):
             print(f"✗ {name}: pass your function itself, e.g. {name}(my_function); got a {type(fn).__name__}")
             return False
+        threads = torch.get_num_threads()
         try:
-            with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+            # the caller's random state is left as it was; one thread suits these small tensors and
+            # avoids thread-pool contention on a busy machine
+            torch.set_num_threads(1)
+            with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 summary = body(fn)
         except NotImplementedError:
@@ -49,6 +53,8 @@ def checker(body):
         except Wrong as wrong:
             print(f"✗ {name}: " + "\n".join(wrong.lines))
             return False
+        finally:
+            torch.set_num_threads(threads)
         print(f"✓ {name}: {summary}")
         return True
 

@@ -295,13 +295,16 @@ def test_stub_and_errors_return_false_without_raising(check, capsys):
     assert "pass your function itself" in capsys.readouterr().out
 
 
-def test_checker_leaves_the_global_random_state_alone():
+def test_checker_leaves_the_random_state_and_thread_count_alone():
+    threads = torch.get_num_threads()
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
     exercises.check_reveal_counts(solutions.reveal_counts)
+    exercises.check_corrupt(stub)
     exercises.check_corrupt(solutions.corrupt)
     assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
 
 
 EXERCISE_NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "exercises").glob("*.ipynb"))
