@@ -1,0 +1,143 @@
+"""Generate text from a trained checkpoint, on the command line.
+
+    python -m dllm_lite.generate --checkpoint runs/tiny/latest.pt --prompt "The quick brown"
+    python -m dllm_lite.generate --checkpoint runs/tiny/latest.pt                  # unconditional
+    python -m dllm_lite.generate --checkpoint runs/tiny/latest.pt --prompt "To be, or [MASK:4] to be"
+
+A diffusion checkpoint continues the prompt with `--length` masked tokens and unmasks
+them in `--steps` network calls (`sample.generate`); `[MASK]` in the prompt is one masked
+token to fill in, `[MASK:5]` five, so the same command does infilling. An autoregressive
+checkpoint continues the prompt left to right and cannot infill. Every option defaults to
+the checkpoint's `sample` config section.
+
+References: Nie et al. 2025 (LLaDA), sec. 2.4 (sampling, semi-autoregressive blocks);
+Sahoo et al. 2024 (MDLM); karpathy/nanoGPT sample.py for the command's shape.
+"""
+
+import argparse
+import re
+import sys
+from contextlib import nullcontext
+
+import torch
+
+from .sample import STRATEGIES, generate
+from .train import load_checkpoint, resolve_device
+
+__all__ = ["parse_prompt", "main", "MASK_PATTERN"]
+
+# "[MASK]" is one masked token, "[MASK:5]" is five
+MASK_PATTERN = re.compile(r"\[MASK(?::(\d+))?\]")
+
+
+def parse_prompt(text: str, tokenizer) -> list[int]:
+    """Prompt text -> ids, with each `[MASK]` / `[MASK:n]` turned into 1 / n mask ids.
+
+    The text between the markers is encoded piece by piece and the pieces are joined, so
+    "Hello [MASK:3] world" is encode("Hello ") + 3 masks + encode(" world").
+    """
+    ids, position = [], 0
+    for match in MASK_PATTERN.finditer(text):
+        if match.start() > position:
+            ids += tokenizer.encode(text[position : match.start()])
+        count = int(match.group(1)) if match.group(1) is not None else 1
+        if count < 1:
+            raise ValueError(f"{match.group(0)} masks no token; write [MASK] or [MASK:n] with n >= 1")
+        ids += [tokenizer.mask_id] * count
+        position = match.end()
+    if position < len(text):
+        ids += tokenizer.encode(text[position:])
+    return ids
+
+
+def _plan(args, net, tokenizer, cfg):
+    """Check the request against the model; return (prompt ids or None, length, steps, ids to hide)."""
+    seq_len, causal = cfg.model.seq_len, net.cfg.causal
+    prompt = None
+    if args.prompt is not None:
+        if args.prompt == "":
+            raise ValueError("--prompt is empty; omit --prompt for unconditional generation")
+        prompt = parse_prompt(args.prompt, tokenizer)
+    n_masks = prompt.count(tokenizer.mask_id) if prompt else 0
+    hidden = 0  # leading ids that are not the user's (the end-of-text start of an unprompted AR sample)
+    if causal and n_masks:
+        raise ValueError("this is an autoregressive checkpoint: it generates left to right and cannot infill "
+                         "[MASK]; remove the [MASK]s or use a diffusion checkpoint")
+    if causal and prompt is None:
+        if tokenizer.eot_id is None:
+            raise ValueError("an autoregressive checkpoint needs --prompt to continue (its tokenizer has no "
+                             "end-of-text token to start from)")
+        prompt, hidden = [tokenizer.eot_id], 1
+    used = len(prompt) if prompt else 0
+    if used - hidden > seq_len:
+        raise ValueError(f"the prompt is {used} tokens but the model's seq_len is {seq_len}; use a shorter prompt")
+    if args.length is None:
+        length = 0 if n_masks else min(cfg.sample.length, seq_len - used)
+    else:
+        length = args.length
+        if length < 0:
+            raise ValueError(f"--length must be at least 0, got {length}")
+        if used + length > seq_len:
+            raise ValueError(f"the prompt ({used} tokens) plus --length {length} is {used + length} tokens, more "
+                             f"than the model's seq_len {seq_len}; use a shorter prompt or --length {seq_len - used}")
+    if length + n_masks == 0:
+        raise ValueError(f"nothing to generate: the prompt fills all {seq_len} positions and has no [MASK]; use "
+                         f"a shorter prompt, or --length > 0")
+    if args.steps is None:
+        steps = min(cfg.sample.steps, length + n_masks)
+    elif args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    else:
+        steps = args.steps
+    return prompt, length, steps, hidden
+
+
+def main(argv=None) -> int:
+    """Command line: python -m dllm_lite.generate --checkpoint FILE [--prompt TEXT] [options]; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m dllm_lite.generate", description="Generate text from a "
+                                     "dllm_lite checkpoint. [MASK] or [MASK:n] in the prompt marks tokens to fill in.")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint file, e.g. runs/tiny/latest.pt")
+    parser.add_argument("--prompt", help="text to continue; omit for unconditional generation")
+    parser.add_argument("--length", type=int, help="new tokens after the prompt (default: sample.length; 0 with [MASK])")
+    parser.add_argument("--steps", type=int, help="network calls (default: sample.steps)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="which masked tokens to reveal at each step")
+    parser.add_argument("--temperature", type=float, help="0 is greedy")
+    parser.add_argument("--top-k", type=int, help="keep the k most likely tokens")
+    parser.add_argument("--top-p", type=float, help="keep the smallest set of tokens with this much probability")
+    parser.add_argument("--block-size", type=int, help="decode blocks of this many tokens left to right")
+    parser.add_argument("--threshold", type=float, help="confidence threshold of the 'threshold' strategy")
+    parser.add_argument("--num-samples", type=int, default=1, help="how many samples (one batch)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    args = parser.parse_args(argv)
+    try:
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+        device = resolve_device(args.device)
+        net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
+        prompt, length, steps, hidden = _plan(args, net, tokenizer, cfg)
+        s = cfg.sample
+        pick = lambda given, default: default if given is None else given  # noqa: E731
+        block_size = pick(args.block_size, s.block_size if s.block_size and s.block_size <= length else None)
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+        with autocast:
+            ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=steps,
+                           prompt=None if prompt is None else torch.tensor(prompt, device=device),
+                           strategy=pick(args.strategy, s.strategy), schedule=cfg.train.schedule,
+                           temperature=pick(args.temperature, s.temperature), top_k=pick(args.top_k, s.top_k),
+                           top_p=pick(args.top_p, s.top_p), block_size=block_size,
+                           threshold=pick(args.threshold, s.threshold), batch_size=args.num_samples,
+                           generator=generator)  # (num_samples, prompt + length)
+    except ValueError as error:  # ConfigError and CheckpointError are ValueErrors too
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for index, row in enumerate(ids):
+        if args.num_samples > 1:
+            print(f"{'-' * 20} sample {index + 1} of {args.num_samples} {'-' * 20}")
+        print(tokenizer.decode(row[hidden:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The generation command: diffusion and AR checkpoints, the [MASK] prompt syntax, one-line errors."""
+
+import datasets
+import pytest
+import torch
+
+from dllm_lite import generate, train
+from dllm_lite.config import load_config
+from dllm_lite.tokenize import get_tokenizer
+from test_train import CORPUS, assert_one_line_error, write_config
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny diffusion and a tiny autoregressive checkpoint (seq_len 32), trained for a few steps."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    datasets.disable_progress_bars()
+    paths = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TQDM_DISABLE", "1")
+        for objective in ("diffusion", "autoregressive"):
+            folder = tmp_path_factory.mktemp(objective)
+            cfg = load_config(write_config(folder), [f"train.objective={objective}", "train.max_steps=4",
+                                                     "train.eval_every=100", "sample.length=12", "sample.steps=6"])
+            train.train(cfg)
+            paths[objective] = str(folder / "run" / "latest.pt")
+    torch.set_num_threads(threads)
+    datasets.enable_progress_bars()
+    return paths
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = generate.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_parse_prompt_masks_and_pieces():
+    tok = get_tokenizer("char", text=CORPUS)
+    m = tok.mask_id
+    assert generate.parse_prompt("the [MASK]ox", tok) == tok.encode("the ") + [m] + tok.encode("ox")
+    assert generate.parse_prompt("[MASK:3]a[MASK]", tok) == [m, m, m] + tok.encode("a") + [m]
+    assert generate.parse_prompt("plain", tok) == tok.encode("plain")
+    gpt2 = get_tokenizer("gpt2")
+    assert generate.parse_prompt("Hello[MASK:2] world", gpt2) == gpt2.encode("Hello") + [gpt2.mask_id] * 2 + gpt2.encode(" world")
+    with pytest.raises(ValueError, match="MASK:0"):
+        generate.parse_prompt("a [MASK:0] b", tok)
+
+
+def test_diffusion_continues_the_prompt(checkpoints, capsys):
+    code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the ", "--length", "10",
+                         "--steps", "5", "--seed", "1")
+    assert code == 0, err
+    text = out[:-1]  # print's newline (the text itself may hold newlines)
+    assert text.startswith("the ") and len(text) == 14 and "[MASK]" not in text
+    assert run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the ", "--length", "10", "--steps", "5",
+               "--seed", "1")[1] == out  # the seed fixes the sample
+
+
+def test_unconditional_and_several_samples(checkpoints, capsys):
+    code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--num-samples", "3",
+                         "--strategy", "ancestral", "--temperature", "0.8", "--top-k", "5")
+    assert code == 0, err
+    assert [out.count(f"sample {i} of 3") for i in (1, 2, 3)] == [1, 1, 1]
+
+
+def test_infilling_fills_only_the_masks(checkpoints, capsys):
+    code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the [MASK:4] brown[MASK]",
+                         "--block-size", "2")
+    assert code == 0, err
+    text = out[:-1]
+    assert len(text) == len("the ") + 4 + len(" brown") + 1
+    assert text.startswith("the ") and text[8:14] == " brown" and "[MASK]" not in text
+
+
+def test_autoregressive_checkpoint(checkpoints, capsys):
+    code, out, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--prompt", "she ", "--length", "6")
+    assert code == 0, err
+    assert out.startswith("she ") and len(out[:-1]) == 10
+    code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--prompt", "she [MASK] sea")
+    assert_one_line_error(code, err, "autoregressive", "cannot infill")
+    code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"])  # a char vocabulary has no eot
+    assert_one_line_error(code, err, "--prompt")
+
+
+def test_errors_are_one_line(checkpoints, capsys, tmp_path):
+    ckpt = checkpoints["diffusion"]
+    assert_one_line_error(*run(capsys, "--checkpoint", str(tmp_path / "none.pt"))[::2], "no checkpoint", "none.pt")
+    truncated = tmp_path / "cut.pt"
+    data = open(ckpt, "rb").read()
+    truncated.write_bytes(data[: len(data) // 3])
+    assert_one_line_error(*run(capsys, "--checkpoint", str(truncated))[::2], "truncated", "cut.pt")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "x" * 40)[::2], "40", "32", "shorter prompt")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "the ", "--length", "30")[::2],
+                          "34", "32", "--length 28")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "")[::2], "empty", "omit --prompt")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--steps", "0")[::2], "--steps", "at least 1")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "the ", "--strategy", "threshold")[::2],
+                          "threshold")
