@@ -95,7 +95,7 @@ class BenchOptions:
     sample_block_size: int | None = None  # adds a semi-autoregressive "confidence" variant
     ar_nocache_length: int = 128  # the AR model without its cache, at this (short) length
     compile_sampling: bool = False
-    sample_limit_s: float | None = None  # stop a sampling row after this many seconds
+    sample_limit_s: float | None = None  # stop a diffusion row at batch > 1 after this many seconds
     medium_memory: bool = False
     medium: dict = field(default_factory=lambda: dict(MEDIUM))  # shape of the memory check
     peak_tflops: float | None = None
@@ -331,8 +331,8 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
         add(both, " eager" if o.compile else " +compile", "compile", compile=not o.compile, warmup=max(o.warmup, 3))
     if o.medium_memory:
         m = {"seq_len": o.seq_len, "batch_size": o.batch_size, **o.medium}
-        shape = f"{m['n_layer']}L/{m['n_head']}H/{m['n_embd']}{', ckpt' if m['activation_checkpointing'] else ''}"
-        specs.append(TrainSpec(**{**base, **m, "name": f"medium memory ({shape})", "objective": "diffusion",
+        shape = f"{m['n_layer']}L/{m['n_head']}H/{m['n_embd']} T={m['seq_len']}{' ckpt' if m['activation_checkpointing'] else ''}"
+        specs.append(TrainSpec(**{**base, **m, "name": f"medium {shape}", "objective": "diffusion",
                                   "lever": "medium", "compile": False, "steps": 2, "warmup": 1}))
     return specs
 
@@ -428,6 +428,7 @@ def run_bench(**options) -> dict:
         if o.verbose:
             print(_row_line(row), flush=True)
         if o.json_path:
+            _add_ratios(results)
             _write_json(results, o.json_path)
 
     if o.training:
@@ -449,8 +450,10 @@ def run_bench(**options) -> dict:
                 continue
             net = nets[kind]
             row = _sampling_row(net, name, **kw)
-            record("sampling", _guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s,
-                                                              seed=o.seed, **kw), row, device))
+            # the AR references and the batch-1 rows (which the targets read) always run to the end
+            limit = o.sample_limit_s if kind == "diffusion" and kw["batch_size"] > 1 else None
+            record("sampling", _guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=limit, seed=o.seed,
+                                                              **kw), row, device))
         if "threshold" in o.strategies:
             results["notes"].append(THRESHOLD_NOTE)
     _add_ratios(results)
@@ -542,6 +545,7 @@ def merge_results(parts: list[dict]) -> dict:
     merged = {"meta": dict(parts[0]["meta"], merged_from=[p["meta"] for p in parts]), "training": [], "sampling": [],
               "notes": []}
     for part in parts:
+        _add_ratios(part)  # again: a run stopped by a time limit wrote its rows before the ratios
         merged["training"] += part["training"]
         merged["sampling"] += part["sampling"]
         merged["notes"] += [n for n in part["notes"] if n not in merged["notes"]]
@@ -562,11 +566,13 @@ def _name_list(text):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dllm_lite.bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                epilog="Defaults: the small config's shape (12 layers, 12 heads, 768 wide, seq 1024, "
+                                       "batch 16), 10 timed steps after 3, sampling length 1024 at 64/256/1024 steps, "
+                                       "batch 1 and 16. See benchmarks/README.md.")
     p.add_argument("--tiny", action="store_true", help="a CPU-sized preset that runs in seconds")
     p.add_argument("--config", help="read the model shape, train.batch_size and train.compile from this YAML config")
     for flag in ("n-layer", "n-head", "n-embd", "seq-len", "batch-size", "vocab-size", "steps", "warmup"):
-        p.add_argument(f"--{flag}", type=int, help="overrides the preset and the config")
+        p.add_argument(f"--{flag}", type=int, help="overrides --tiny and --config")
     p.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the base rows")
     p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), help="auto: bf16 autocast on CUDA, else float32")
@@ -583,7 +589,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-block-size", type=int, help="adds a semi-autoregressive confidence variant")
     p.add_argument("--ar-nocache-length", type=int, help="length of the AR-without-cache comparison (0: skip)")
     p.add_argument("--compile-sampling", action="store_true", default=None)
-    p.add_argument("--sample-limit-s", type=float, help="stop any sampling row after this many seconds")
+    p.add_argument("--sample-limit-s", type=float, help="stop a diffusion sampling row at batch > 1 after this long")
     p.add_argument("--medium-memory", action="store_true", default=None, help="peak memory of a few medium steps")
     p.add_argument("--medium-config", help="the medium shape, batch size and checkpointing from this config")
     p.add_argument("--peak-tflops", type=float, help="peak TFLOP/s for MFU (default: 989 on H100/H200, else none)")
