@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -338,22 +338,22 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
 
 
 def _sampling_plan(o: BenchOptions):
-    """[(name, net kind, kwargs)] in the order they run: batch by batch, the AR reference first."""
+    """[(name, net kind, kwargs)] in the order they run: batch by batch, each with its AR reference first."""
     variants = [(s, s, None) for s in o.strategies]
     if o.sample_block_size:
         variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size))
     plan = []
-    for b in o.sample_batch_sizes:
+    for i, b in enumerate(o.sample_batch_sizes):
         plan.append(("warm-up", "both", dict(batch_size=b)))
         plan.append(("AR kv-cache", "ar", dict(length=o.sample_length, batch_size=b)))
         for label, strategy, block in variants:
             for steps in o.sample_steps:
                 plan.append((f"{label} s={steps}", "diffusion", dict(length=o.sample_length, steps=steps, batch_size=b,
                              strategy=strategy, block_size=block, threshold=o.threshold if strategy == "threshold" else None)))
-    if o.ar_nocache_length:
-        n = min(o.ar_nocache_length, o.sample_length)
-        plan.append((f"AR kv-cache L={n}", "ar", dict(length=n, batch_size=1)))
-        plan.append((f"AR no-cache L={n}", "ar", dict(length=n, batch_size=1, use_cache=False)))
+        if i == 0 and o.ar_nocache_length:  # cheap, so before the larger batches that a time limit may cut
+            n = min(o.ar_nocache_length, o.sample_length)
+            plan.append((f"AR kv-cache L={n}", "ar", dict(length=n, batch_size=b)))
+            plan.append((f"AR no-cache L={n}", "ar", dict(length=n, batch_size=b, use_cache=False)))
     return plan
 
 
@@ -437,6 +437,8 @@ def run_bench(**options) -> dict:
             row = dict(kind="train", **asdict(spec), error=None)
             record("training", _guarded(lambda: time_training(spec, device, peak), row, device))
     if o.sampling:
+        if "threshold" in o.strategies:
+            results["notes"].append(THRESHOLD_NOTE)
         nets = _sampling_nets(o, device)
         for name, kind, kw in tqdm(_sampling_plan(o), desc="sampling", file=sys.stderr, disable=not o.progress):
             if kind == "both":  # untimed: the first calls of each net at this batch size (allocator, kernels, compile)
@@ -454,8 +456,6 @@ def run_bench(**options) -> dict:
             limit = o.sample_limit_s if kind == "diffusion" and kw["batch_size"] > 1 else None
             record("sampling", _guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=limit, seed=o.seed,
                                                               **kw), row, device))
-        if "threshold" in o.strategies:
-            results["notes"].append(THRESHOLD_NOTE)
     _add_ratios(results)
     results["targets"] = check_targets(results)
     if o.json_path:
@@ -635,8 +635,11 @@ def main(argv=None) -> int:
         missing = [path for path in args.merge if not Path(path).is_file()]
         for path in missing:
             print(f"skipping {path}: no such file (did that section fail or time out?)")
-        results = merge_results([json.loads(Path(path).read_text(encoding="utf-8"))
-                                 for path in args.merge if path not in missing])
+        try:
+            results = merge_results([json.loads(Path(path).read_text(encoding="utf-8"))
+                                     for path in args.merge if path not in missing])
+        except ValueError as error:
+            parser.error(str(error))
         _write_json(results, _json_path(args))
     else:
         try:
