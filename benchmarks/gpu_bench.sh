@@ -27,7 +27,7 @@ MEDIUM=(); [ -f configs/medium.yaml ] && MEDIUM=(--medium-config configs/medium.
 # section NAME LIMIT_SECONDS ARGS...: run one bench process under `timeout`, log it, never stop the script
 section() {
     local name=$1 limit=$2; shift 2
-    local cmd=("$PY" -m dllm_lite.bench "${CONFIG[@]}" --no-progress --json "$OUT/$name.json" "$@")
+    local cmd=("$PY" -m dllm_lite.bench ${CONFIG[@]+"${CONFIG[@]}"} --no-progress --json "$OUT/$name.json" "$@")
     say ""
     say "== section $name (limit ${limit}s): ${cmd[*]}"
     local start=$SECONDS
@@ -43,7 +43,7 @@ section() {
 
 # 1. eager training: diffusion and AR, the levers (float32, full head, checkpointing, batch 32), medium memory
 section train_eager 90 --skip-sampling --no-compile --compare dtype,full-head,checkpointing --batch-sizes 16,32 \
-    --medium-memory "${MEDIUM[@]}"
+    --medium-memory ${MEDIUM[@]+"${MEDIUM[@]}"}
 # 2. sampling: every strategy at 64/256/1024 steps, batch 1 and 16, a block variant, AR with and without its cache
 section sample 140 --skip-training --sample-steps 64,256,1024 --sample-batch-sizes 1,16 --sample-block-size 128 \
     --sample-limit-s 6
