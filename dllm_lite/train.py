@@ -452,7 +452,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["data"])
-        if rank == 0:
+        if rank == 0:  # the checkpoint holds rank 0's generators; other ranks keep their (seed + rank) ones
             _set_rng_state(state["rng"], device)
         step, elapsed_before = state["step"], state["elapsed"]
         interval = (state["interval_loss_sum"], state["interval_steps"])
@@ -490,7 +490,6 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     start_time = log_time = time.time()
     start_step, log_step = step, step
     quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
-    bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True, disable=quiet)
 
     def all_ranks_sum(value: torch.Tensor) -> torch.Tensor:
         if distributed:
@@ -505,7 +504,8 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
                 "elapsed": elapsed_before + time.time() - start_time,
                 "interval_loss_sum": loss_sum.item(), "interval_steps": interval_steps}
 
-    with _StopSignals() as signals:
+    with _StopSignals() as signals, tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True,
+                                         disable=quiet) as bar:
         while step < t.max_steps:
             lr = lr_at(step, t)
             for group in optimizer.param_groups:
@@ -572,12 +572,11 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
                     _save_checkpoint(checkpoint_state(), out_dir, t.keep_last)
             if done:
                 break
-    bar.close()
 
     wall = time.time() - start_time
     if rank == 0:
         plot_metrics(out_dir, out_dir / "loss.png")
-        why = {"signal": "interrupted; continue with --resume", "max_minutes": f"stopped at train.max_minutes",
+        why = {"signal": "interrupted; continue with --resume", "max_minutes": "stopped at train.max_minutes",
                "max_steps": "done"}[stopped]
         _log(f"{why}: step {step}, {wall / 60:.1f} min; checkpoint {out_dir / 'latest.pt'}, "
              f"metrics {metrics_path}, plot {out_dir / 'loss.png'}", rank)
