@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .corrupt import get_schedule
 
@@ -81,7 +82,10 @@ def _draw_grid(ax, ids, kinds, decode, mask_text, cell_text=None, text_colour=No
                 colour = text_colour[r][c]
             size = fontsize if len(text) < 3 else fontsize * 0.8
             ax.text(c, r, text, ha="center", va="center", fontsize=size, color=colour)
-    ax.set_xticks(range(n_cols) if n_cols <= 40 else np.linspace(0, n_cols - 1, 9).round().astype(int))
+    if n_cols <= 40:
+        ax.set_xticks(range(n_cols))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))
     ax.set_xlabel("position in the sequence")
     ax.grid(False)
 
@@ -225,7 +229,7 @@ def _trajectory_states(trajectory, row: int) -> np.ndarray:
     return np.stack([state[row] for state in states])
 
 
-def plot_trajectory(trajectory, mask_id: int, decode=None, row: int = 0, max_rows: int = 16, ax=None, title=None):
+def plot_trajectory(trajectory, mask_id: int, decode=None, row: int = 0, max_rows: int = 24, ax=None, title=None):
     """The reverse process of one sequence as a grid: one row per denoising step, all-masked state on top.
 
     trajectory: list of (B, T) ids, the all-masked state first (as sample.generate returns
@@ -266,7 +270,7 @@ def _state_html(states: np.ndarray, step: int, mask_id: int, decode) -> str:
     return f"<div>{caption}</div><div style='line-height:1.9'>{''.join(spans)}</div>"
 
 
-def denoising_viewer(trajectory, mask_id: int, decode=None, row: int = 0, static: bool = True, max_rows: int = 16):
+def denoising_viewer(trajectory, mask_id: int, decode=None, row: int = 0, static: bool = True, max_rows: int = 24):
     """An ipywidgets slider over the denoising steps of sequence `row`, tokens revealed at each step in orange.
 
     With static=True it first displays `plot_trajectory` of the same trajectory, so the
