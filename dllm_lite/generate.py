@@ -117,7 +117,10 @@ def main(argv=None) -> int:
         net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
         prompt, length, steps, hidden = _plan(args, net, tokenizer, cfg)
         s = cfg.sample
-        pick = lambda given, default: default if given is None else given  # noqa: E731
+
+        def pick(given, default):  # a command-line option wins over the checkpoint's sample section
+            return default if given is None else given
+
         block_size = pick(args.block_size, s.block_size if s.block_size and s.block_size <= length else None)
         generator = torch.Generator(device=device).manual_seed(args.seed)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()

@@ -595,7 +595,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from <train.out_dir>/latest.pt")
     parser.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint file")
     parser.add_argument("--overwrite", action="store_true", help="start fresh, deleting out_dir's old checkpoints")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
     rank = int(os.environ.get("RANK", "0"))
     try:
         cfg = load_config(args.config, args.overrides)

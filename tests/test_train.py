@@ -209,7 +209,7 @@ def test_bad_resumes_leave_checkpoints_alone(tmp_path, capsys):
     run = tmp_path / "run"
     before = {p.name: p.read_bytes() for p in run.glob("*.pt")}
     # a different model, starting fresh over a run, then a truncated latest.pt
-    assert_one_line_error(*run_main(capsys, "--config", str(config), "model.n_layer=3", "--resume")[::2],
+    assert_one_line_error(*run_main(capsys, "--config", str(config), "--resume", "model.n_layer=3")[::2],
                           "model.n_layer=2", "3")
     assert_one_line_error(*run_main(capsys, "--config", str(config))[::2], "--resume", "--overwrite")
     assert {p.name: p.read_bytes() for p in run.glob("*.pt")} == before
