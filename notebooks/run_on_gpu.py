@@ -15,6 +15,7 @@ Needs only nbformat, nbclient and ipykernel. Reference: the nbclient documentati
 """
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
                   f"outputs so far written", flush=True)
         except (CellExecutionError, DeadKernelError) as error:
             failed += 1
-            last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # without the terminal colour codes
+            last = text.splitlines()[-1] if text else type(error).__name__
             print(f"{path.name}: FAILED after {time.perf_counter() - start:.1f} s: {last}", flush=True)
     return 1 if failed else 0
 
