@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from dllm_lite import tokenize
 from dllm_lite.model import ModelConfig, Transformer
 
 
@@ -19,3 +20,15 @@ def tiny_net(vocab_size=5, seq_len=6, causal=False, seed=0, scale=1.0, **kwargs)
 @pytest.fixture
 def make_net():
     return tiny_net
+
+
+@pytest.fixture(scope="session")
+def gpt2():
+    """The bundled GPT-2 tokenizer (built once: it takes about a second)."""
+    return tokenize.get_tokenizer("gpt2")
+
+
+@pytest.fixture(scope="session")
+def shakespeare():
+    """The bundled Tiny Shakespeare text."""
+    return tokenize.bundled_corpus_path("tiny_shakespeare").read_text(encoding="utf-8")

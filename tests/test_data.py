@@ -22,16 +22,6 @@ def section(tmp_path, **kwargs) -> DataSection:
     return DataSection(cache_dir=str(tmp_path / "cache"), **kwargs)
 
 
-@pytest.fixture(scope="module")
-def gpt2():
-    return tokenize.get_tokenizer("gpt2")
-
-
-@pytest.fixture(scope="module")
-def shakespeare():
-    return tokenize.bundled_corpus_path("tiny_shakespeare").read_text(encoding="utf-8")
-
-
 def test_bundled_shakespeare_gpt2_is_a_contiguous_character_split(tmp_path, gpt2, shakespeare):
     cfg = section(tmp_path)
     train, val = data.load_tokens(cfg, gpt2, "train"), data.load_tokens(cfg, gpt2, "validation")

@@ -41,16 +41,6 @@ def offline(monkeypatch, tmp_path):
     return cache
 
 
-@pytest.fixture(scope="module")
-def gpt2():
-    return tokenize.get_tokenizer("gpt2")
-
-
-@pytest.fixture(scope="module")
-def shakespeare():
-    return tokenize.bundled_corpus_path("tiny_shakespeare").read_text(encoding="utf-8")
-
-
 @pytest.mark.parametrize("relative_path", sorted(ASSET_SHA256))
 def test_bundled_files_have_expected_sha256(relative_path):
     data = (tokenize.ASSETS_DIR / relative_path).read_bytes()
