@@ -27,17 +27,38 @@ import torch.nn.functional as F
 
 from .corrupt import corrupt, get_schedule, sample_times
 
-__all__ = ["diffusion_loss", "ar_loss", "nll_bound", "exact_nelbo", "WEIGHTINGS"]
+__all__ = ["diffusion_loss", "masked_cross_entropy", "weigh", "ar_loss", "nll_bound", "exact_nelbo", "WEIGHTINGS"]
 
 WEIGHTINGS = ("elbo", "mean")
 
 
-def _masked_cross_entropy(net, x0, t, mask_id, schedule, generator):
-    """Corrupt x0 at times t; return (cross-entropy at masked positions (N,), is_masked (B, T))."""
-    xt, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, T) each
-    logits = net(xt, only_at=is_masked)  # (N, V): the head runs only where it is needed
-    ce = F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
-    return ce, is_masked
+def masked_cross_entropy(net, x0, is_masked, mask_id):
+    r"""$-\log p_\theta(x_0^i \mid x_t)$ at the masked positions, (N,) in row-major order.
+
+    x_t is x0 (B, L) with the positions of `is_masked` (B, L) replaced by the mask id.
+    `net(xt, only_at=is_masked)` must return logits at those positions only, as
+    `model.Transformer` does: the head runs only where it is needed.
+    """
+    xt = torch.where(is_masked, torch.full_like(x0, mask_id), x0)  # (B, L)
+    logits = net(xt, only_at=is_masked)  # (N, V)
+    return F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
+
+
+def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None):
+    r"""Turn the masked cross-entropies ce (N,) of rows at times t (B,) into the training loss.
+
+    elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i \text{ masked}} ce_{b,i}$, the negative ELBO estimate.
+    mean: $\sum ce / n_{masked}$, the average over masked tokens; `n_masked` defaults to
+    is_masked.sum() (a data-parallel caller passes the global count over its rank count).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+    B, L = is_masked.shape
+    if weighting == "mean":
+        return ce.sum() / (is_masked.sum() if n_masked is None else n_masked).clamp(min=1)
+    # $w(t_b)$ for every masked token, in the same row-major order as ce
+    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
+    return (w * ce).sum() / (B * L)
 
 
 def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3):
@@ -48,20 +69,14 @@ def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo",
 
     weighting="mean" instead averages the cross-entropy over the masked tokens (no $w(t)$):
     not a bound, but lower variance at small batch sizes; evaluate with `nll_bound`.
-    `net(xt, only_at=is_masked)` must return logits at the masked positions only, as
-    `model.Transformer` does.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
     schedule = get_schedule(schedule)
-    B, L = x0.shape
-    t = sample_times(B, antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
-    ce, is_masked = _masked_cross_entropy(net, x0, t, mask_id, schedule, generator)
-    if weighting == "mean":
-        return ce.sum() / is_masked.sum().clamp(min=1)
-    # $w(t_b)$ for every masked token, in the same row-major order as ce
-    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
-    return (w * ce).sum() / (B * L)
+    t = sample_times(x0.shape[0], antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
+    _, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, L)
+    ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+    return weigh(ce, is_masked, t, schedule, weighting)
 
 
 def ar_loss(net, x):
@@ -92,7 +107,8 @@ def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_si
     per_row = []
     for start in range(0, rows.shape[0], batch_size):
         chunk, t_chunk = rows[start : start + batch_size], t[start : start + batch_size]
-        ce, is_masked = _masked_cross_entropy(net, chunk, t_chunk, mask_id, schedule, generator)
+        _, is_masked = corrupt(chunk, t_chunk, mask_id, schedule, generator=generator)  # (b, L)
+        ce = masked_cross_entropy(net, chunk, is_masked, mask_id)  # (N,)
         weighted = torch.zeros(is_masked.shape, device=ce.device)  # (b, L)
         weighted[is_masked] = ce
         per_row.append(schedule.weight(t_chunk).to(ce.device) * weighted.sum(dim=1) / L)  # (b,)

@@ -40,38 +40,27 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from tqdm.auto import tqdm
 
-from .config import ConfigError, config_from_dict, config_to_dict, load_config
+from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
+                         read_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from .config import ConfigError, config_to_dict, load_config
 from .corrupt import corrupt, get_schedule, sample_times
 from .data import BlockLoader, DataError, build_tokenizer, load_tokens
-from .loss import ar_loss, nll_bound
-from .model import ModelConfig, Transformer
+from .loss import ar_loss, masked_cross_entropy, nll_bound, weigh
 from .sample import generate
-from .tokenize import EncodingDownloadError, tokenizer_from_state
+from .tokenize import EncodingDownloadError
 
 __all__ = [
     "train", "main", "build_model", "lr_at", "diffusion_step_loss", "evaluate", "load_checkpoint",
     "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError",
 ]
-
-CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
-# keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
-MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position")] + [
-    ("train", "objective"), ("data", "tokenizer")]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, not ours, or made for another model."""
-
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
@@ -85,15 +74,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     return torch.device(name)
-
-
-def build_model(cfg, vocab_size: int) -> Transformer:
-    """The Transformer of `cfg.model`, bidirectional for diffusion and causal for the AR objective."""
-    causal = cfg.train.objective == "autoregressive"
-    try:
-        return Transformer(ModelConfig(vocab_size=vocab_size, causal=causal, **asdict(cfg.model)))
-    except ValueError as error:
-        raise ConfigError(f"model: {error}") from None
 
 
 def lr_at(step: int, train_cfg) -> float:
@@ -121,17 +101,11 @@ def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=
     schedule = get_schedule(schedule)
     t_all = sample_times(B * world_size, antithetic=True, generator=generator, device=x0.device)  # (W B,)
     _, masked_all = corrupt(torch.zeros(B * world_size, L, dtype=x0.dtype, device=x0.device), t_all,
-                            mask_id, schedule, generator=generator)  # (W B, L)
+                            mask_id, schedule, generator=generator)  # (W B, L): the draws depend on shape only
     rows = slice(rank * B, (rank + 1) * B)
     t, is_masked = t_all[rows], masked_all[rows]  # (B,), (B, L)
-    xt = torch.where(is_masked, torch.full_like(x0, mask_id), x0)  # (B, L)
-    logits = net(xt, only_at=is_masked)  # (N, V)
-    ce = F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
-    if weighting == "mean":
-        return ce.sum() * world_size / masked_all.sum().clamp(min=1)
-    # $w(t_b)$ for each masked token, in the row-major order of ce
-    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
-    return (w * ce).sum() / (B * L)
+    ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+    return weigh(ce, is_masked, t, schedule, weighting, n_masked=masked_all.sum() / world_size)
 
 
 def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
@@ -180,90 +154,6 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext) -> d
 
 
 # ----------------------------------------------------------------------------- run directory
-
-def _atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, flush and fsync it, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _save_checkpoint(state: dict, out_dir: Path, keep_last: int) -> Path:
-    """Write step_XXXXXX.pt atomically, point latest.pt at it, and delete all but the last keep_last."""
-    path = out_dir / f"step_{state['step']:06d}.pt"
-    _atomic_save(state, path)
-    tmp = out_dir / f".latest.pt.tmp{os.getpid()}"
-    try:
-        os.link(path, tmp)  # a hard link: no second copy on disk, and os.replace keeps it atomic
-    except OSError:
-        _atomic_save(state, tmp)
-    os.replace(tmp, out_dir / "latest.pt")
-    for old in sorted(out_dir.glob("step_*.pt"))[:-keep_last]:
-        old.unlink()
-    return path
-
-
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint dict with torch.load(weights_only=True): tensors and plain data only, never code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; check the path, or train one with "
-                              f"python -m dllm_lite.train --config configs/tiny.yaml")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"checkpoint {path} is truncated or unreadable ({type(error).__name__}); "
-                              f"use an intact step_*.pt from the same folder instead, or train again") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a dllm_lite training checkpoint; pass a file written by dllm_lite.train")
-    return state
-
-
-def load_checkpoint(path, device="cpu"):
-    """Rebuild (net, tokenizer, cfg, state) from a checkpoint; net is in eval mode on `device`.
-
-    `state` is the whole checkpoint dict (step, optimizer, rng, data position, config, ...).
-    """
-    state = read_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path))
-    tokenizer = tokenizer_from_state(state["tokenizer"])
-    net = build_model(cfg, tokenizer.vocab_size)
-    net.load_state_dict(state["model"])
-    return net.to(device).eval(), tokenizer, cfg, state
-
-
-def _check_compatible(state: dict, cfg, path: Path) -> None:
-    """Refuse to resume a checkpoint whose model (or objective, or tokenizer) differs from cfg."""
-    asked = config_to_dict(cfg)
-    for section, key in MUST_MATCH:
-        saved, wanted = state["config"][section][key], asked[section][key]
-        if saved != wanted:
-            raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={saved} but the config asks "
-                                  f"for {wanted}; use the checkpoint's value or a new train.out_dir")
-
-
-def _rng_state(device: torch.device) -> dict:
-    """Every random generator the run touches, as tensors and plain Python values."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def _set_rng_state(rng: dict, device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    name, keys, pos, has_gauss, cached = rng["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if device.type == "cuda" and rng["cuda"] is not None:
-        torch.cuda.set_rng_state(rng["cuda"], device)
-
 
 def read_metrics(out_dir) -> list[dict]:
     """The records of <out_dir>/metrics.jsonl (a training log line or an evaluation each), in order."""
@@ -330,6 +220,24 @@ class _StopSignals:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def _try_compile(model, net, trial_loss, device: torch.device, rank: int):
+    """torch.compile(model), run once on a throwaway batch so the compile time is paid before the clock
+    starts; if the compiler fails (on a CPU, torch.compile needs a working C++ toolchain), say so and
+    return the eager model. The trial leaves no gradient and no trace in the random generators."""
+    compiled = torch.compile(model)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            trial_loss(compiled).backward()
+    except Exception as error:  # the compiler's own errors have many types (inductor, dynamo, C++ build)
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        _log(f"torch.compile failed ({type(error).__name__}: {first_line}); training without it "
+             f"(set train.compile=false to skip the attempt)", rank)
+        compiled = model
+    finally:
+        net.zero_grad(set_to_none=True)
+    return compiled
 
 
 def _init_distributed(device_name: str):
@@ -401,7 +309,7 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
         if not path.is_file():
             raise CheckpointError(f"nothing to resume: no checkpoint at {path}; run without --resume to start fresh")
         state = read_checkpoint(path)
-        _check_compatible(state, cfg, path)
+        check_compatible(state, cfg, path)
     old_files = [] if state is not None else _old_run_files(out_dir, overwrite)
     rank, world_size, device, started_group = _init_distributed(t.device)
     try:
@@ -453,14 +361,18 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["data"])
         if rank == 0:  # the checkpoint holds rank 0's generators; other ranks keep their (seed + rank) ones
-            _set_rng_state(state["rng"], device)
+            set_rng_state(state["rng"], device)
         step, elapsed_before = state["step"], state["elapsed"]
         interval = (state["interval_loss_sum"], state["interval_steps"])
     model = net
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    compile_start = time.time()
     if t.compile:
-        model = torch.compile(model)
+        dummy = torch.zeros(t.batch_size, cfg.model.seq_len, dtype=torch.long, device=device)  # (B, L)
+        model = _try_compile(model, net, lambda m: _batch_loss(m, dummy, cfg, tokenizer.mask_id,
+                                                                torch.Generator(device=device).manual_seed(0)),
+                             device, rank)
     stop_group = dist.new_group(backend="gloo") if distributed and device.type == "cuda" else None
 
     metrics_path = out_dir / "metrics.jsonl"
@@ -487,7 +399,9 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     loss_sum = torch.tensor(interval[0], device=device)
     interval_steps, nonfinite = interval[1], torch.zeros((), dtype=torch.bool, device=device)
     last_eval, last_loss, stopped = {}, None, "max_steps"
+    eval_cost = save_cost = 0.0  # seconds the last evaluation and checkpoint took, kept free under max_minutes
     start_time = log_time = time.time()
+    elapsed_before += start_time - compile_start  # compiling counts against train.max_minutes
     start_step, log_step = step, step
     quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
 
@@ -499,7 +413,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
 
     def checkpoint_state():
         return {"format": CHECKPOINT_FORMAT, "step": step, "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t), "rng": _rng_state(device),
+                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t), "rng": rng_state(device),
                 "data": loader.state_dict(), "config": config_to_dict(cfg), "tokenizer": tokenizer.state_dict(),
                 "elapsed": elapsed_before + time.time() - start_time,
                 "interval_loss_sum": loss_sum.item(), "interval_steps": interval_steps}
@@ -529,7 +443,21 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
             bar.update(1)
             final = step == t.max_steps
 
-            if step % t.log_every == 0 or final:  # the only host read of the loss
+            # stop early enough that the closing evaluation and checkpoint (timed when they last ran) fit
+            # the cap, also after a periodic one due at this step
+            elapsed = elapsed_before + time.time() - start_time
+            due = (eval_cost if step % t.eval_every == 0 else 0.0) + (save_cost if step % t.save_every == 0 else 0.0)
+            out_of_time = t.max_minutes is not None and elapsed + due + eval_cost + save_cost > 60 * t.max_minutes
+            flags = torch.tensor([float(signals.requested), float(out_of_time)])
+            if distributed:  # every rank must agree to stop at the same step
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
+            if flags[0] > 0:
+                stopped = "signal"
+            elif flags[1] > 0:
+                stopped = "max_minutes"
+            done = final or stopped != "max_steps"
+
+            if step % t.log_every == 0 or done:  # the only host read of the loss
                 if all_ranks_sum(nonfinite.float()).item() > 0:
                     raise DivergedError(_diverged_message(step, lr, out_dir))
                 now = time.time()
@@ -541,20 +469,11 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
                 bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
                 loss_sum.zero_()
                 interval_steps, log_time, log_step = 0, now, step
-            if step == start_step + 3 and device.type == "cpu" and not final:
+            if step == start_step + 3 and device.type == "cpu" and not done:
                 _log_estimate((time.time() - start_time) / 3, step, t, rank)
 
-            out_of_time = t.max_minutes is not None and elapsed_before + time.time() - start_time > 60 * t.max_minutes
-            flags = torch.tensor([float(signals.requested), float(out_of_time)])
-            if distributed:  # every rank must agree to stop at the same step
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
-            if flags[0] > 0:
-                stopped = "signal"
-            elif flags[1] > 0:
-                stopped = "max_minutes"
-            done = final or stopped != "max_steps"
-
             if step % t.eval_every == 0 or (done and stopped != "signal"):
+                eval_start = time.time()
                 if rank == 0:
                     with torch.no_grad():
                         last_eval = evaluate(net, cfg, val_tokens, tokenizer, device, autocast)
@@ -562,14 +481,18 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
                     bound = f"bound {last_eval['val_bound']:.4f}, " if "val_bound" in last_eval else ""
                     _log(f"step {step}: val loss {last_eval['val_loss']:.4f}, {bound}ppl {last_eval['val_ppl']:.2f} | "
                          f"{json.dumps(last_eval['sample'][:120], ensure_ascii=False)}", rank)
-                log_time = time.time()
+                eval_cost = time.time() - eval_start
+                log_time += eval_cost  # evaluating is not training: leave it out of tokens/s
             if step % t.save_every == 0 or done:
+                save_start = time.time()
                 if all_ranks_sum(nonfinite.float()).item() > 0:
                     raise DivergedError(_diverged_message(step, lr, out_dir))
                 if distributed:  # store the ranks' average, so a resumed run logs the same mean
                     loss_sum = all_ranks_sum(loss_sum) / world_size
                 if rank == 0:
-                    _save_checkpoint(checkpoint_state(), out_dir, t.keep_last)
+                    save_checkpoint(checkpoint_state(), out_dir, t.keep_last)
+                save_cost = time.time() - save_start
+                log_time += save_cost  # nor is saving
             if done:
                 break
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -134,8 +135,45 @@ def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert "continue with --resume" in capsys.readouterr().out
     monkeypatch.setattr(train, "lr_at", lr_at)
+    assert summary["loss"] is not None  # the unfinished interval (step 3) is logged at the stop
     assert train.train(cfg, resume=True)["step"] == 6
-    assert train_records(tmp_path / "split") == train_records(tmp_path / "straight")
+    split, straight = train_records(tmp_path / "split"), train_records(tmp_path / "straight")
+    # the stop cut the interval of steps 3-4 in two; everything else is identical
+    cut = {r["step"]: r for r in split if r["step"] in (3, 4) and "loss" in r}
+    whole = next(r for r in straight if r["step"] == 4 and "loss" in r)
+    assert (cut[3]["loss"] + cut[4]["loss"]) / 2 == pytest.approx(whole["loss"], rel=1e-6)
+    assert [r for r in split if r not in cut.values()] == [r for r in straight if r is not whole]
+
+
+def test_max_minutes_leaves_room_for_the_closing_evaluation(tmp_path, monkeypatch):
+    """Evaluations of 1 s every 2 steps under a 2.5 s cap: the run, closing evaluation included, fits."""
+    evaluate = train.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(1.0)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", slow_evaluate)
+    cfg = make_config(tmp_path, "train.max_steps=10000", f"train.max_minutes={2.5 / 60}", "train.eval_every=2",
+                      "train.log_every=1000", "train.save_every=1000")
+    summary = train.train(cfg)
+    assert summary["stopped"] == "max_minutes" and summary["wall_time_s"] < 2.5 + 0.3
+    logged = [r for r in train.read_metrics(tmp_path / "run") if "loss" in r]
+    assert logged[-1]["step"] == summary["step"] and summary["loss"] == logged[-1]["loss"]  # the cut interval is logged
+
+
+def test_a_failing_compiler_falls_back_to_eager(tmp_path, monkeypatch, capsys):
+    """torch.compile needs a C++ toolchain on a CPU; without one the run goes on eagerly and says so."""
+    def broken_compile(model, **kwargs):
+        def fails(*args, **kw):
+            raise RuntimeError("no C++ compiler found")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = make_config(tmp_path, "train.compile=true", "train.max_steps=4", "train.eval_every=4")
+    summary = train.train(cfg)
+    assert summary["step"] == 4 and math.isfinite(summary["loss"])
+    assert "torch.compile failed (RuntimeError: no C++ compiler found)" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,137 @@
+"""Checkpoints: what a training run saves, how it is written safely, and how a model comes back from it.
+
+A checkpoint is one dict saved with `torch.save`:
+
+    format      "dllm_lite-checkpoint-1", so a stranger's .pt file is refused clearly
+    step        optimiser steps taken
+    model       the network's state_dict
+    optimizer   AdamW's state (moments and step counts)
+    rng         every random generator the run touches (torch, CUDA, numpy, Python)
+    data        where the block loader stands in its epoch
+    config      the resolved config, as plain data (see config.config_to_dict)
+    tokenizer   enough to rebuild the tokenizer (see tokenize.tokenizer_from_state)
+    ...         plus the wall time so far and the loss of the unfinished log interval
+
+Two rules keep a run safe. Writing is atomic: a temporary file in the same folder is
+written, flushed to disk (fsync) and renamed over the target, so a crash mid-write leaves
+the old file whole. Reading uses `torch.load(weights_only=True)`, which unpickles tensors
+and plain containers only: opening a checkpoint can never run code from it.
+"""
+
+import os
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, config_from_dict, config_to_dict
+from .model import ModelConfig, Transformer
+from .tokenize import tokenizer_from_state
+
+__all__ = ["build_model", "save_checkpoint", "read_checkpoint", "load_checkpoint", "check_compatible",
+           "rng_state", "set_rng_state", "CheckpointError", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
+# keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
+MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position")] + [
+    ("train", "objective"), ("data", "tokenizer")]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, not ours, or made for another model."""
+
+
+def build_model(cfg, vocab_size: int) -> Transformer:
+    """The Transformer of `cfg.model`, bidirectional for diffusion and causal for the AR objective."""
+    causal = cfg.train.objective == "autoregressive"
+    try:
+        return Transformer(ModelConfig(vocab_size=vocab_size, causal=causal, **asdict(cfg.model)))
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, flush and fsync it, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(state: dict, out_dir: Path, keep_last: int) -> Path:
+    """Write step_XXXXXX.pt atomically, point latest.pt at it, and delete all but the last keep_last."""
+    path = out_dir / f"step_{state['step']:06d}.pt"
+    atomic_save(state, path)
+    tmp = out_dir / f".latest.pt.tmp{os.getpid()}"
+    try:
+        os.link(path, tmp)  # a hard link: no second copy on disk, and os.replace keeps it atomic
+    except OSError:
+        atomic_save(state, tmp)
+    os.replace(tmp, out_dir / "latest.pt")
+    for old in sorted(out_dir.glob("step_*.pt"))[:-keep_last]:
+        old.unlink()
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint dict with torch.load(weights_only=True): tensors and plain data only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; check the path, or train one with "
+                              f"python -m dllm_lite.train --config configs/tiny.yaml")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path} is truncated or unreadable ({type(error).__name__}); "
+                              f"use an intact step_*.pt from the same folder instead, or train again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a dllm_lite training checkpoint; pass a file written by dllm_lite.train")
+    return state
+
+
+def load_checkpoint(path, device="cpu"):
+    """Rebuild (net, tokenizer, cfg, state) from a checkpoint; net is in eval mode on `device`.
+
+    `state` is the whole checkpoint dict (step, optimizer, rng, data position, config, ...).
+    """
+    state = read_checkpoint(path)
+    cfg = config_from_dict(state["config"], source=str(path))
+    tokenizer = tokenizer_from_state(state["tokenizer"])
+    net = build_model(cfg, tokenizer.vocab_size)
+    net.load_state_dict(state["model"])
+    return net.to(device).eval(), tokenizer, cfg, state
+
+
+def check_compatible(state: dict, cfg, path: Path) -> None:
+    """Refuse to resume a checkpoint whose model (or objective, or tokenizer) differs from cfg."""
+    asked = config_to_dict(cfg)
+    for section, key in MUST_MATCH:
+        saved, wanted = state["config"][section][key], asked[section][key]
+        if saved != wanted:
+            raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={saved} but the config asks "
+                                  f"for {wanted}; use the checkpoint's value or a new train.out_dir")
+
+
+def rng_state(device: torch.device) -> dict:
+    """Every random generator the run touches, as tensors and plain Python values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(rng: dict, device: torch.device) -> None:
+    """Put back the generators saved by `rng_state`."""
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
