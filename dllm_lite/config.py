@@ -58,6 +58,8 @@ class ModelSection:
     dropout: float = 0.0
     position: str = "rotary"  # "rotary" | "learned"
     activation_checkpointing: bool = False
+    init_std: float = 0.02  # weight matrices' init std (GPT-2)
+    embed_init_std: float = 0.02  # token embedding's init std; a character model learns faster with 1.0
 
 
 @dataclass
@@ -100,7 +102,7 @@ class TrainSection:
     log_every: int = 10
     save_every: int = 500
     keep_last: int = 3
-    out_dir: str = "runs/default"
+    out_dir: str | None = None  # None: runs/<name>
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
     compile: bool = False
@@ -123,7 +125,8 @@ class SampleSection:
 
 @dataclass
 class Config:
-    """A whole run. `name` defaults to the config file's stem; `params` is a claim like "25M"."""
+    """A whole run. `name` defaults to the config file's stem; `params` is a claim like "25M".
+    `train.out_dir` defaults to runs/<name>."""
 
     name: str = "default"
     params: str | None = None
@@ -131,6 +134,10 @@ class Config:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     sample: SampleSection = field(default_factory=SampleSection)
+
+    def __post_init__(self):
+        if self.train.out_dir is None:
+            self.train.out_dir = f"runs/{self.name}"
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "sample": SampleSection}
@@ -224,6 +231,8 @@ def _validate(cfg: Config, source: str) -> None:
              f"rotary embeddings need an even head size, but model.n_embd / model.n_head = {m.n_embd // m.n_head}; "
              f"change model.n_head or model.n_embd, or use model.position: learned")
     _require(0 <= m.dropout < 1, source, f"model.dropout must be in [0, 1), got {m.dropout}")
+    for key in ("init_std", "embed_init_std"):
+        _require(getattr(m, key) > 0, source, f"model.{key} must be positive, got {getattr(m, key)}; e.g. 0.02")
 
     _require(d.dataset.strip() != "", source, "data.dataset is empty; e.g. data.dataset: tiny_shakespeare")
     local = d.dataset in ("text", "json", "parquet")

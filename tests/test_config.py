@@ -33,6 +33,8 @@ def test_load_a_yaml_file_with_defaults_for_what_it_leaves_out(tmp_path):
     assert cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
     assert cfg.train.max_steps == 10_000 and isinstance(cfg.train.max_steps, int)
     assert cfg.data.dataset == "tiny_shakespeare" and cfg.sample.strategy == "confidence"
+    assert cfg.train.out_dir == "runs/tiny"  # runs/<name> unless the file sets it
+    assert load_config(write(tmp_path, TINY), ["name=probe"]).train.out_dir == "runs/probe"
 
 
 def test_dotted_overrides_are_parsed_as_yaml(tmp_path):

@@ -72,12 +72,27 @@ def test_too_long_input_raises():
         (dict(n_embd=30, n_head=4), "divisible"),
         (dict(seq_len=0), "seq_len"),
         (dict(position="absolute"), "rotary"),
+        (dict(init_std=0.0), "init_std"),
+        (dict(embed_init_std=-1.0), "embed_init_std"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
     base = dict(vocab_size=10, n_layer=1, n_head=2, n_embd=16, seq_len=8)
     with pytest.raises(ValueError, match=match):
         ModelConfig(**{**base, **kwargs})
+
+
+def test_init_scales_follow_the_config():
+    """Matrices at init_std, residual projections at init_std / sqrt(2L), the embedding at embed_init_std."""
+    torch.manual_seed(0)
+    net = Transformer(ModelConfig(vocab_size=64, n_layer=2, n_head=4, n_embd=128, seq_len=8,
+                                  init_std=0.05, embed_init_std=1.0))
+    assert net.embed.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert net.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.05)
+    assert net.blocks[1].mlp.down.weight.std().item() == pytest.approx(0.05 / 2, rel=0.05)
+    assert torch.equal(net.blocks[0].norm1.weight, torch.ones(128))
+    default = tiny_net(vocab_size=64)
+    assert default.embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
 
 def test_gpt2_small_shape_parameter_count_and_flops():
