@@ -197,13 +197,12 @@ class Transformer(nn.Module):
         plateau (measured in configs/shakespeare_char.yaml's comments).
         """
         cfg = self.cfg
-        for name, p in self.named_parameters():
-            if name == "embed.weight":
-                nn.init.normal_(p, mean=0.0, std=cfg.embed_init_std)
-            elif name.endswith(("attn.proj.weight", "mlp.down.weight")):
+        for name, p in self.named_parameters():  # every matrix (and learned positions) first ...
+            if p.dim() == 2:
+                nn.init.normal_(p, mean=0.0, std=cfg.embed_init_std if name == "embed.weight" else cfg.init_std)
+        for name, p in self.named_parameters():  # ... then the residual projections again, smaller
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
-            elif p.dim() == 2:  # the other matrices, and learned positions
-                nn.init.normal_(p, mean=0.0, std=cfg.init_std)
 
     def features(self, idx: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
         """The final normalised hidden states (B, T, n_embd), before the output head."""
