@@ -70,8 +70,6 @@ def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo",
     weighting="mean" instead averages the cross-entropy over the masked tokens (no $w(t)$):
     not a bound, but lower variance at small batch sizes; evaluate with `nll_bound`.
     """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
     schedule = get_schedule(schedule)
     t = sample_times(x0.shape[0], antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
     _, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, L)
