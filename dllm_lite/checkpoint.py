@@ -5,7 +5,7 @@ A checkpoint is one dict saved with `torch.save`:
     format      "dllm_lite-checkpoint-1", so a stranger's .pt file is refused clearly
     step        optimiser steps taken
     model       the network's state_dict
-    optimizer   AdamW's state (moments and step counts)
+    optimizer   the optimiser's state (AdamW's moments and step counts; Muon's momenta too)
     rng         every random generator the run touches (torch, CUDA, numpy, Python)
     data        where the block loader stands in its epoch
     config      the resolved config, as plain data (see config.config_to_dict)

@@ -80,7 +80,7 @@ class DataSection:
 
 @dataclass
 class TrainSection:
-    """The optimisation: objective, batch, AdamW and its schedule, evaluation, checkpoints, device."""
+    """The optimisation: objective, batch, optimiser and its schedule, evaluation, checkpoints, device."""
 
     objective: str = "diffusion"  # "diffusion" | "autoregressive"
     weighting: str = "elbo"  # "elbo" (w(t) = -alpha'/(1-alpha)) | "mean" (plain masked cross-entropy)
@@ -89,6 +89,8 @@ class TrainSection:
     grad_accum: int = 1
     max_steps: int = 1000
     max_minutes: float | None = None  # stop after this much wall time
+    optimizer: str = "adamw"  # "adamw" | "muon" (Muon for the blocks' matrices, AdamW for the rest; see muon.py)
+    muon_lr: float | None = None  # Muon's peak learning rate (null: lr); same warm-up and decay, scaled
     lr: float = 3e-4
     min_lr: float = 3e-5
     warmup_steps: int = 100
@@ -250,6 +252,7 @@ def _validate(cfg: Config, source: str) -> None:
 
     _choice(t.objective, ("diffusion", "autoregressive"), source, "train.objective")
     _choice(t.weighting, ("elbo", "mean"), source, "train.weighting")
+    _choice(t.optimizer, ("adamw", "muon"), source, "train.optimizer")
     _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
     _choice(t.dtype, ("auto", "float32", "bfloat16"), source, "train.dtype")
     _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, source,
@@ -258,6 +261,10 @@ def _validate(cfg: Config, source: str) -> None:
                 "log_every", "save_every", "keep_last"):
         _require(getattr(t, key) >= 1, source, f"train.{key} must be at least 1, got {getattr(t, key)}")
     _require(t.lr > 0, source, f"train.lr must be positive, got {t.lr}; e.g. train.lr: 3.0e-4")
+    _require(t.muon_lr is None or t.muon_lr > 0, source,
+             f"train.muon_lr must be positive or null, got {t.muon_lr}; e.g. train.muon_lr: 6.0e-3")
+    _require(t.muon_lr is None or t.optimizer == "muon", source,
+             "train.muon_lr is set but train.optimizer is adamw; set train.optimizer: muon or drop train.muon_lr")
     _require(0 <= t.min_lr <= t.lr, source, f"train.min_lr ({t.min_lr}) must be in [0, train.lr = {t.lr}]; "
              f"lower train.min_lr, e.g. to {t.lr / 10:g}")
     _require(t.max_minutes is None or t.max_minutes > 0, source, f"train.max_minutes must be positive or null, got {t.max_minutes}")

@@ -5,7 +5,8 @@ r"""The training loop and its command line: one loop for the diffusion and the a
 
 One optimiser step draws `grad_accum` micro-batches of `batch_size` blocks, computes the
 objective on each (diffusion: the negative ELBO of `loss.py`, or its "mean" variant;
-autoregressive: next-token cross-entropy), clips the gradient norm and takes an AdamW step.
+autoregressive: next-token cross-entropy), clips the gradient norm and takes an optimiser step
+(`train.optimizer`: AdamW, or Muon for the blocks' matrices with AdamW for the rest; see muon.py).
 The learning rate warms up linearly, then follows a cosine down to `min_lr`:
 
 $$ \eta(s) = \eta_{min} + \tfrac12 (\eta - \eta_{min}) \big(1 + \cos(\pi \tfrac{s - s_w}{S - s_w})\big) $$
@@ -54,6 +55,7 @@ from .config import ConfigError, config_to_dict, load_config
 from .corrupt import corrupt, get_schedule, sample_times
 from .data import BlockLoader, DataError, build_tokenizer, load_tokens
 from .loss import ar_loss, masked_cross_entropy, nll_bound, weigh
+from .muon import build_optimizer
 from .sample import generate
 from .tokenize import EncodingDownloadError
 
@@ -348,11 +350,8 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     n_params = net.num_params()
     use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-    decay = [p for p in net.parameters() if p.dim() >= 2]  # weight matrices and the embedding
-    no_decay = [p for p in net.parameters() if p.dim() < 2]  # norm gains
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
+    optimizer = build_optimizer(net, t.optimizer, t.lr, t.weight_decay, betas=(t.beta1, t.beta2),
+                                fused=device.type == "cuda", muon_lr=t.muon_lr)
     loader = BlockLoader(train_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, rank=rank,
                          world_size=world_size, device=device)
     step, elapsed_before, interval = 0, 0.0, (0.0, 0)
@@ -423,7 +422,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
         while step < t.max_steps:
             lr = lr_at(step, t)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's matrices may have their own peak (train.muon_lr)
             step_loss = torch.zeros((), device=device)
             for micro in range(t.grad_accum):
                 x = loader.next_batch()  # (B, L) this rank's rows

@@ -116,9 +116,11 @@ def test_lr_warms_up_then_decays_to_min_lr(tmp_path):
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and train.lr_at(100, t) == pytest.approx(t.min_lr)
 
 
-def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, capsys, optimizer):
     """3 steps, SIGINT, resume, 3 more == 6 steps straight: every logged value, with dropout on."""
-    extra = ("model.dropout=0.1", "train.log_every=2", "train.eval_every=4", "train.save_every=100")
+    extra = ("model.dropout=0.1", "train.log_every=2", "train.eval_every=4", "train.save_every=100",
+             f"train.optimizer={optimizer}")
     straight = make_config(tmp_path, *extra, f"train.out_dir={tmp_path / 'straight'}")
     train.train(straight)
     cfg = make_config(tmp_path, *extra, f"train.out_dir={tmp_path / 'split'}")
