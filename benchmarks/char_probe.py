@@ -6,7 +6,7 @@
 Each probe trains a character-level model on the bundled Tiny Shakespeare for `minutes` of
 wall time. The learning rate warms up for `warmup` steps, then follows a cosine over the
 *time* budget (not a step count), so probes with different step costs each end fully
-decayed. Batches are random windows of the training text. At the end, one fixed evaluation:
+decayed. Batches are random windows of the training text (data=windows). At the end, one fixed evaluation:
 64 validation blocks of 256 characters (cut to seq_len), 8 noise samples each, the same noise
 for every probe; diffusion reports `loss.nll_bound`, AR its cross-entropy, both in nats/char.
 One JSON line is printed last. Probes compare only when run one at a time on an otherwise idle
@@ -14,7 +14,17 @@ machine: they are wall-clock bound. Run to run, the same settings moved by about
 
 Keys (key=value): n_layer n_head n_embd seq_len batch lr min_lr warmup beta2 wd weighting
 (mean | rowmean | elbo) minutes istd estd (model init_std / embed_init_std) obj (diff | ar)
-tpow (times t = u^tpow; 1 is uniform) seed name.
+tpow (times t = u^tpow; 1 is uniform) seed name, and:
+  steps    train this many steps instead of `minutes` (the cosine then runs over steps): such
+           probes do not depend on the machine's speed, so two can run side by side
+  threads  torch threads (0: PyTorch's default); threads=1 for two probes side by side
+  opt      adamw | muon (dllm_lite.muon: Muon for the blocks' matrices, AdamW for the rest)
+  mlr      Muon's learning rate when it should differ from lr (0: the same)
+  untie    1: a separate output matrix (init std `ostd`) instead of the tied embedding
+  sched    cos | wsd (flat, then linear decay over the last 30%)
+  data     windows (random offsets) | blocks (a permutation of fixed blocks, like the trainer)
+
+    python benchmarks/char_probe.py steps=1000 threads=1 seq_len=128 istd=0.05 estd=0.3 opt=muon mlr=6e-3
 """
 
 import json
@@ -29,10 +39,12 @@ from dllm_lite import config, data
 from dllm_lite.corrupt import corrupt, get_schedule, sample_times
 from dllm_lite.loss import ar_loss, masked_cross_entropy, nll_bound, weigh
 from dllm_lite.model import ModelConfig, Transformer
+from dllm_lite.muon import build_optimizer
 
 DEFAULTS = dict(n_layer=4, n_head=4, n_embd=128, seq_len=256, batch=16, lr=3e-3, min_lr=3e-4, warmup=50,
                 beta2=0.95, wd=0.01, weighting="mean", minutes=3.0, istd=0.02, estd=0.02, obj="diff", tpow=1.0,
-                seed=0, name="probe")
+                seed=0, name="probe", steps=0, threads=0, opt="adamw", mlr=0.0, untie=0, ostd=0.02,
+                sched="cos", data="windows")
 
 
 def parse(argv) -> dict:
@@ -62,6 +74,8 @@ def probe_loss(net, x, args, schedule, mask_id, generator):
 def main(argv) -> dict:
     args = parse(argv)
     torch.manual_seed(args["seed"])
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
     cfg = config.load_config("configs/shakespeare_char.yaml")
     tokenizer = data.build_tokenizer(cfg.data)
     train_ids = np.asarray(data.load_tokens(cfg.data, tokenizer, "train"))
@@ -70,20 +84,38 @@ def main(argv) -> dict:
     net = Transformer(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=args["n_layer"], n_head=args["n_head"],
                                   n_embd=args["n_embd"], seq_len=T, causal=args["obj"] == "ar",
                                   init_std=args["istd"], embed_init_std=args["estd"]))
-    matrices = [p for p in net.parameters() if p.dim() >= 2]
-    vectors = [p for p in net.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": args["wd"]},
-                                   {"params": vectors, "weight_decay": 0.0}], lr=args["lr"], betas=(0.9, args["beta2"]))
+    if args["untie"]:  # a separate output matrix instead of the tied embedding
+        out = torch.nn.Linear(args["n_embd"], net.embed.weight.shape[0], bias=False)
+        torch.nn.init.normal_(out.weight, std=args["ostd"])
+        net.out = out
+        net.head = lambda h: (out(h) + net.logit_bias)[..., : net.cfg.vocab_size]
+    optimizer = build_optimizer(net, args["opt"], args["lr"], args["wd"], betas=(0.9, args["beta2"]),
+                                muon_lr=args["mlr"] or None)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    blocks_train = torch.from_numpy(train_ids[: len(train_ids) // T * T].astype(np.int64)).reshape(-1, T)
+    order = torch.randperm(len(blocks_train), generator=torch.Generator().manual_seed(args["seed"]))
     schedule = get_schedule("linear")
     rng, generator = np.random.default_rng(args["seed"]), torch.Generator().manual_seed(args["seed"])
     budget, start, step, losses = 60 * args["minutes"], time.time(), 0, []
-    while (fraction := (time.time() - start) / budget) < 1:
-        lr = (args["lr"] * (step + 1) / args["warmup"] if step < args["warmup"] else
-              args["min_lr"] + 0.5 * (args["lr"] - args["min_lr"]) * (1 + math.cos(math.pi * fraction)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        starts = rng.integers(0, len(train_ids) - T, B)
-        x = torch.from_numpy(train_ids[starts[:, None] + np.arange(T)].astype(np.int64))  # (B, T)
+    progress = (lambda: step / args["steps"]) if args["steps"] else (lambda: (time.time() - start) / budget)
+    floor = args["min_lr"] / args["lr"]
+    while (fraction := progress()) < 1:
+        if step < args["warmup"]:
+            scale = (step + 1) / args["warmup"]
+        elif args["sched"] == "wsd":  # flat, then linear decay over the last 30%
+            scale = 1.0 if fraction < 0.7 else floor + (1 - floor) * (1 - fraction) / 0.3
+        else:
+            scale = floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * fraction))
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * scale
+        if args["data"] == "blocks":
+            idx = order[(step * B) % len(order):][:B]
+            if len(idx) < B:
+                idx = order[:B]
+            x = blocks_train[idx]
+        else:
+            starts = rng.integers(0, len(train_ids) - T, B)
+            x = torch.from_numpy(train_ids[starts[:, None] + np.arange(T)].astype(np.int64))  # (B, T)
         loss = probe_loss(net, x, args, schedule, mask_id, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -139,11 +139,18 @@ masked characters back. How the per-character losses are combined is `train.weig
 Both are minimised by the same network, the true $p(x_0^i \mid x_t)$ (which does not depend on
 $t$ once $x_t$ is known), but the $1/t$ weight makes the ELBO very noisy for rows with few masks;
 at a CPU-sized batch the mean learns faster. The mean is not a bound, so evaluation
-always reports the NLL bound with the ELBO weights. Every `train.eval_every` steps the log
-prints the validation bound, its perplexity $e^{\text{bound}}$ and the start of an
-unconditional sample; after the first few steps it also says how long the rest of the run will
-take on this machine (`train.max_minutes` stops it early on a slow one). The checkpoint,
-`metrics.jsonl` and `loss.png` land in `train.out_dir`.
+always reports the NLL bound with the ELBO weights.
+
+The optimiser is `train.optimizer`. This config takes `muon` (`dllm_lite/muon.py`): each weight
+matrix inside the blocks steps along its gradient's momentum *orthogonalised*, every singular
+value set to about 1, so that directions the gradient barely touches move as far as the
+dominant ones; the embedding and the norm gains take AdamW's step. At the same number of
+steps it reached a clearly lower bound than AdamW alone (probes in `benchmarks/RESULTS.md`).
+
+Every `train.eval_every` steps the log prints the validation bound, its perplexity
+$e^{\text{bound}}$ and the start of an unconditional sample; after the first few steps it also
+says how long the rest of the run will take on this machine (`train.max_minutes` stops it early
+on a slow one). The checkpoint, `metrics.jsonl` and `loss.png` land in `train.out_dir`.
 """), code('''
 summary = train.train(cfg, overwrite=True)
 print({key: round(value, 4) if isinstance(value, float) else value for key, value in summary.items()
