@@ -50,6 +50,7 @@ from tqdm import tqdm
 from .config import load_config
 from .loss import ar_loss, diffusion_loss
 from .model import ModelConfig, Transformer
+from .muon import build_optimizer
 from .sample import STRATEGIES, generate
 
 __all__ = ["BenchOptions", "TrainSpec", "run_bench", "time_training", "time_sampling", "check_targets",
@@ -211,10 +212,7 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     cfg = ModelConfig(vocab_size=spec.vocab_size, n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd,
                       seq_len=spec.seq_len, causal=causal, activation_checkpointing=spec.activation_checkpointing)
     net = Transformer(cfg).to(device)
-    decay = [p for p in net.parameters() if p.dim() >= 2]
-    no_decay = [p for p in net.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=3e-4, fused=device.type == "cuda")
+    optimizer = build_optimizer(net, "adamw", lr=3e-4, weight_decay=0.1, betas=(0.9, 0.999), fused=device.type == "cuda")
     if spec.compile:
         torch._dynamo.reset()
     model = torch.compile(net) if spec.compile else net

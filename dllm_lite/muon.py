@@ -130,8 +130,9 @@ def build_optimizer(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     """
     matrices = [p for p in net.parameters() if p.ndim >= 2]  # weight matrices and the embedding
     vectors = [p for p in net.parameters() if p.ndim < 2]  # norm gains
-    blocks = [p for n, p in net.named_parameters() if p.ndim == 2 and n.startswith("blocks.")]
-    other_matrices = [p for p in matrices if all(p is not q for q in blocks)]
+    in_blocks = {id(p) for n, p in net.named_parameters() if n.startswith("blocks.")}
+    blocks = [p for p in matrices if id(p) in in_blocks]  # Muon's, with "muon"
+    other_matrices = [p for p in matrices if id(p) not in in_blocks]  # the embedding (and learned positions)
     if name == "adamw":
         if muon_lr is not None:
             raise ValueError("muon_lr is set but the optimizer is 'adamw'; drop muon_lr or use 'muon'")
