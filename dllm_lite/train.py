@@ -78,12 +78,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(step: int, train_cfg) -> float:
-    """The learning rate of optimiser step `step` (0-based): linear warm-up, then cosine to min_lr."""
+def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
+    """The learning rate of optimiser step `step` (0-based): linear warm-up, then cosine to min_lr.
+
+    The cosine's progress is the larger of the steps done (of max_steps) and `time_fraction`,
+    the share of train.max_minutes already spent (0 without a time cap). So a run stopped by
+    its time cap still ends at min_lr, on a fast machine or a slow one.
+    """
     t = train_cfg
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
-    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+    progress = min(1.0, max((step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps), time_fraction))
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -402,6 +407,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     start_time = log_time = time.time()
     elapsed_before += start_time - compile_start  # compiling counts against train.max_minutes
     start_step, log_step = step, step
+    time_fraction = elapsed_before / (60 * t.max_minutes) if t.max_minutes else 0.0  # see lr_at
     quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
 
     def all_ranks_sum(value: torch.Tensor) -> torch.Tensor:
@@ -412,7 +418,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
 
     def checkpoint_state():
         return {"format": CHECKPOINT_FORMAT, "step": step, "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t), "rng": rng_state(device),
+                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t, time_fraction), "rng": rng_state(device),
                 "data": loader.state_dict(), "config": config_to_dict(cfg), "tokenizer": tokenizer.state_dict(),
                 "elapsed": elapsed_before + time.time() - start_time,
                 "interval_loss_sum": loss_sum.item(), "interval_steps": interval_steps}
@@ -420,7 +426,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     with _StopSignals() as signals, tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True,
                                          disable=quiet) as bar:
         while step < t.max_steps:
-            lr = lr_at(step, t)
+            lr = lr_at(step, t, time_fraction)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's matrices may have their own peak (train.muon_lr)
             step_loss = torch.zeros((), device=device)
@@ -447,9 +453,13 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
             elapsed = elapsed_before + time.time() - start_time
             due = (eval_cost if step % t.eval_every == 0 else 0.0) + (save_cost if step % t.save_every == 0 else 0.0)
             out_of_time = t.max_minutes is not None and elapsed + due + eval_cost + save_cost > 60 * t.max_minutes
-            flags = torch.tensor([float(signals.requested), float(out_of_time)])
-            if distributed:  # every rank must agree to stop at the same step
+            # the share of the time cap spent, with the closing evaluation and checkpoint set aside: the
+            # learning rate schedule reaches its end where the time cap stops the run (see lr_at)
+            spent = elapsed / max(60 * t.max_minutes - eval_cost - save_cost, 1e-9) if t.max_minutes else 0.0
+            flags = torch.tensor([float(signals.requested), float(out_of_time), spent])
+            if distributed:  # every rank must agree to stop at the same step, and on the learning rate
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
+            time_fraction = flags[2].item()
             if flags[0] > 0:
                 stopped = "signal"
             elif flags[1] > 0:

@@ -30,6 +30,13 @@ def test_orthogonalize_rejects_a_vector():
         orthogonalize(torch.randn(5))
 
 
+def test_orthogonalize_a_stack_equals_one_at_a_time():
+    for shape in [(3, 8, 20), (2, 20, 8)]:
+        stack = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+        one_by_one = torch.stack([orthogonalize(m) for m in stack])
+        assert torch.allclose(orthogonalize(stack), one_by_one, atol=1e-5)
+
+
 def test_adamw_groups_match_torch_adamw():
     torch.manual_seed(0)
     a, b = torch.randn(7, requires_grad=True), torch.randn(3, 4, requires_grad=True)
@@ -63,6 +70,21 @@ def test_muon_rule_follows_its_formula():
     w1 = w0 * (1 - lr * wd) - lr * scale * orthogonalize(g1 + mu * (m1 - g1))
     w2 = w1 * (1 - lr * wd) - lr * scale * orthogonalize(g2 + mu * (m2 - g2))
     assert torch.allclose(w.detach(), w2, atol=1e-6)
+
+
+def test_muon_step_batches_by_shape_without_mixing_matrices():
+    torch.manual_seed(0)
+    ws = [torch.randn(6, 10, requires_grad=True), torch.randn(6, 10, requires_grad=True),
+          torch.randn(10, 6, requires_grad=True)]  # two share a shape, so they are orthogonalised as one stack
+    before, grads = [w.detach().clone() for w in ws], [torch.randn(w.shape) for w in ws]
+    lr, mu = 0.01, 0.95
+    opt = Muon(ws, lr=lr, momentum=mu)
+    for w, g in zip(ws, grads):
+        w.grad = g.clone()
+    opt.step()
+    for w, w0, g in zip(ws, before, grads):
+        expected = w0 - lr * 0.2 * math.sqrt(10) * orthogonalize(g + mu * ((1 - mu) * g - g))
+        assert torch.allclose(w.detach(), expected, atol=1e-6)
 
 
 def test_muon_rule_refuses_a_vector():

@@ -126,10 +126,10 @@ def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, 
     cfg = make_config(tmp_path, *extra, f"train.out_dir={tmp_path / 'split'}")
     lr_at = train.lr_at
 
-    def interrupt_at_step_3(step, t):
+    def interrupt_at_step_3(step, t, time_fraction=0.0):
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)  # arrives during step 3, which still finishes
-        return lr_at(step, t)
+        return lr_at(step, t, time_fraction)
 
     monkeypatch.setattr(train, "lr_at", interrupt_at_step_3)
     summary = train.train(cfg)
@@ -145,6 +145,26 @@ def test_sigint_stops_after_the_step_and_resume_is_exact(tmp_path, monkeypatch, 
     whole = next(r for r in straight if r["step"] == 4 and "loss" in r)
     assert (cut[3]["loss"] + cut[4]["loss"]) / 2 == pytest.approx(whole["loss"], rel=1e-6)
     assert [r for r in split if r not in cut.values()] == [r for r in straight if r is not whole]
+
+
+def test_time_fraction_moves_the_cosine_when_it_is_ahead_of_the_steps(tmp_path):
+    t = make_config(tmp_path, "train.max_steps=100", "train.warmup_steps=10").train
+    assert train.lr_at(20, t, time_fraction=0.05) == train.lr_at(20, t)  # steps ahead (0.11): time changes nothing
+    assert train.lr_at(20, t, time_fraction=1.0) == pytest.approx(t.min_lr)
+    assert train.lr_at(20, t, time_fraction=0.5) == pytest.approx(train.lr_at(55, t))  # half way either way
+    assert train.lr_at(5, t, time_fraction=1.0) == train.lr_at(5, t)  # the warm-up follows the steps
+
+
+def test_a_run_stopped_by_its_time_cap_ends_near_min_lr(tmp_path):
+    """max_steps far out of reach: the cosine follows the clock and is at its floor when the cap stops the run."""
+    cfg = make_config(tmp_path, "train.max_steps=100000", f"train.max_minutes={3 / 60}", "train.warmup_steps=2",
+                      "train.log_every=1", "train.eval_every=100000", "train.save_every=100000")
+    summary = train.train(cfg)
+    assert summary["stopped"] == "max_minutes" and summary["step"] < 10000
+    lrs = [r["lr"] for r in train.read_metrics(tmp_path / "run") if "lr" in r]
+    t = cfg.train
+    assert lrs[-1] < t.min_lr + 0.05 * (t.lr - t.min_lr)  # by steps alone it would still be at the peak
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))  # and it only went down after the warm-up
 
 
 def test_max_minutes_leaves_room_for_the_closing_evaluation(tmp_path, monkeypatch):
