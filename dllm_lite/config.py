@@ -88,7 +88,7 @@ class TrainSection:
     batch_size: int = 32
     grad_accum: int = 1
     max_steps: int = 1000
-    max_minutes: float | None = None  # stop after this much wall time
+    max_minutes: float | None = None  # stop after this much wall time; the lr cosine then keeps pace (train.lr_at)
     optimizer: str = "adamw"  # "adamw" | "muon" (Muon for the blocks' matrices, AdamW for the rest; see muon.py)
     muon_lr: float | None = None  # Muon's peak learning rate (null: lr); same warm-up and decay, scaled
     lr: float = 3e-4
