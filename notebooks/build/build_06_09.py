@@ -149,8 +149,9 @@ steps it reached a clearly lower bound than AdamW alone (probes in `benchmarks/R
 
 Every `train.eval_every` steps the log prints the validation bound, its perplexity
 $e^{\text{bound}}$ and the start of an unconditional sample; after the first few steps it also
-says how long the rest of the run will take on this machine (`train.max_minutes` stops it early
-on a slow one). The checkpoint, `metrics.jsonl` and `loss.png` land in `train.out_dir`.
+says how long the rest of the run will take on this machine. `train.max_minutes` stops it early
+on a slow one, and then the learning rate's decay follows the clock rather than the step count,
+so the run still ends at `train.min_lr`. The checkpoint, `metrics.jsonl` and `loss.png` land in `train.out_dir`.
 """), code('''
 summary = train.train(cfg, overwrite=True)
 print({key: round(value, 4) if isinstance(value, float) else value for key, value in summary.items()
@@ -162,8 +163,9 @@ print({key: round(value, 4) if isinstance(value, float) else value for key, valu
 loss averaged over `train.log_every` steps, the learning rate, tokens per second) and one per
 evaluation. The training loss here is the masked-character cross-entropy (`weighting: mean`):
 on the same scale as the bound but not the same quantity, and noisy, since each row draws its
-own $t$. The validation bound averages `train.bound_samples` times per sequence on the same
-batches with the same noise at every evaluation, so its changes are the model's. It is an
+own $t$. The validation bound averages `train.bound_samples` times per sequence over the whole
+validation split (`train.eval_batches` batches of 16), with the same noise at every evaluation,
+so its changes are the model's. It is an
 **upper bound** on the negative log-likelihood per character: the model's true NLL is lower still.
 """), code('''
 records = train.read_metrics(cfg.train.out_dir)
