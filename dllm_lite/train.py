@@ -407,7 +407,15 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
     start_time = log_time = time.time()
     elapsed_before += start_time - compile_start  # compiling counts against train.max_minutes
     start_step, log_step = step, step
-    time_fraction = elapsed_before / (60 * t.max_minutes) if t.max_minutes else 0.0  # see lr_at
+
+    def share_of_time_cap(elapsed: float) -> float:
+        """How much of train.max_minutes is spent (0 without a cap), with the closing evaluation and
+        checkpoint set aside: the learning rate's cosine ends where the time cap stops the run (lr_at)."""
+        if t.max_minutes is None:
+            return 0.0
+        return elapsed / max(60 * t.max_minutes - eval_cost - save_cost, 1e-9)
+
+    time_fraction = share_of_time_cap(elapsed_before)
     quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
 
     def all_ranks_sum(value: torch.Tensor) -> torch.Tensor:
@@ -453,10 +461,7 @@ def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
             elapsed = elapsed_before + time.time() - start_time
             due = (eval_cost if step % t.eval_every == 0 else 0.0) + (save_cost if step % t.save_every == 0 else 0.0)
             out_of_time = t.max_minutes is not None and elapsed + due + eval_cost + save_cost > 60 * t.max_minutes
-            # the share of the time cap spent, with the closing evaluation and checkpoint set aside: the
-            # learning rate schedule reaches its end where the time cap stops the run (see lr_at)
-            spent = elapsed / max(60 * t.max_minutes - eval_cost - save_cost, 1e-9) if t.max_minutes else 0.0
-            flags = torch.tensor([float(signals.requested), float(out_of_time), spent])
+            flags = torch.tensor([float(signals.requested), float(out_of_time), share_of_time_cap(elapsed)])
             if distributed:  # every rank must agree to stop at the same step, and on the learning rate
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
             time_fraction = flags[2].item()
