@@ -35,7 +35,7 @@ __all__ = ["build_model", "save_checkpoint", "read_checkpoint", "load_checkpoint
 
 CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 # keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
-MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position")] + [
+MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv")] + [
     ("train", "objective"), ("data", "tokenizer")]
 
 
@@ -111,9 +111,9 @@ def load_checkpoint(path, device="cpu"):
 
 def check_compatible(state: dict, cfg, path: Path) -> None:
     """Refuse to resume a checkpoint whose model (or objective, or tokenizer) differs from cfg."""
-    asked = config_to_dict(cfg)
-    for section, key in MUST_MATCH:
-        saved, wanted = state["config"][section][key], asked[section][key]
+    asked, defaults = config_to_dict(cfg), config_to_dict(type(cfg)())
+    for section, key in MUST_MATCH:  # a key newer than the checkpoint had its default then
+        saved, wanted = state["config"][section].get(key, defaults[section][key]), asked[section][key]
         if saved != wanted:
             raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={saved} but the config asks "
                                   f"for {wanted}; use the checkpoint's value or a new train.out_dir")

@@ -57,6 +57,8 @@ class ModelSection:
     seq_len: int = 256
     dropout: float = 0.0
     position: str = "rotary"  # "rotary" | "learned"
+    mlp_ratio: int = 4  # the MLP's hidden width over n_embd
+    conv: int = 0  # width of the blocks' short convolution over neighbouring positions (0: none; model.LocalMix)
     activation_checkpointing: bool = False
     init_std: float = 0.02  # weight matrices' init std (GPT-2)
     embed_init_std: float = 0.02  # token embedding's init std; a character model learns faster with 1.0
@@ -224,8 +226,11 @@ def _require(ok: bool, source: str, message: str) -> None:
 def _validate(cfg: Config, source: str) -> None:
     """Reject values that cannot work, each with the key and the fix."""
     m, d, t, s = cfg.model, cfg.data, cfg.train, cfg.sample
-    for key in ("n_layer", "n_head", "n_embd", "seq_len"):
+    for key in ("n_layer", "n_head", "n_embd", "seq_len", "mlp_ratio"):
         _require(getattr(m, key) >= 1, source, f"model.{key} must be at least 1, got {getattr(m, key)}")
+    _require(m.conv >= 0 and (m.conv % 2 == 1 or m.conv == 0 or t.objective == "autoregressive"), source,
+             f"model.conv must be 0 (none) or an odd width such as 3 (the diffusion denoiser's window is centred), "
+             f"got {m.conv}")
     _require(m.n_embd % m.n_head == 0, source, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head "
              f"({m.n_head}); e.g. n_embd: {m.n_head * 64} or n_head: {_divisor_near(m.n_embd, m.n_head)}")
     _choice(m.position, ("rotary", "learned"), source, "model.position")

@@ -16,10 +16,14 @@ Choices, each a common one in current language models:
   that the flash kernel runs on a GPU;
 - input and output embeddings tied, with the rows padded to a multiple of 64;
 - SUBS parameterisation (MDLM, sec. 3.2): the [MASK] logit is $-\infty$, so the model never
-  predicts the mask token. The mask id is always the last real id, `vocab_size - 1`.
+  predicts the mask token. The mask id is always the last real id, `vocab_size - 1`;
+- optionally (`conv`), a short depthwise convolution in front of attention and of the MLP
+  (`LocalMix`, after the "canon layers" of Allen-Zhu 2025): a direct path to the neighbours,
+  which the character config turns on.
 
 References: Radford et al. 2019 (GPT-2); Su et al. 2021 (RoFormer); Sahoo et al. 2024
-(MDLM); Nie et al. 2025 (LLaDA); karpathy/nanoGPT for the layout.
+(MDLM); Nie et al. 2025 (LLaDA); Allen-Zhu 2025 (Physics of Language Models 4.1, canon
+layers); karpathy/nanoGPT for the layout.
 """
 
 import math
@@ -47,6 +51,7 @@ class ModelConfig:
     position: str = "rotary"  # "rotary" or "learned" (absolute embeddings, for comparison)
     rope_base: float = 10000.0
     mlp_ratio: int = 4
+    conv: int = 0  # width of a depthwise convolution over neighbours before attention and MLP (0: none)
     pad_vocab_to: int = 64  # embedding rows padded to a multiple of this
     activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more time
     init_std: float = 0.02  # std of the normal init of the weight matrices (GPT-2's value)
@@ -59,12 +64,15 @@ class ModelConfig:
             raise ValueError(f"rotary embeddings need an even head size, got {self.n_embd // self.n_head}")
         if self.position not in ("rotary", "learned"):
             raise ValueError(f"position must be 'rotary' or 'learned', got {self.position!r}")
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "seq_len"):
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "seq_len", "mlp_ratio"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("init_std", "embed_init_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.conv < 0 or (self.conv % 2 == 0 and self.conv > 0 and not self.causal):
+            raise ValueError(f"conv must be 0 (none) or, for the bidirectional denoiser, an odd width such as 3 "
+                             f"(the window is centred), got {self.conv}")
 
     @property
     def mask_id(self) -> int:
@@ -91,13 +99,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, per layer, for fast autoregressive decoding."""
+    """Keys and values of the tokens seen so far, per layer, for fast autoregressive decoding
+    (and, with `conv`, the inputs of the blocks' convolutions, which read earlier positions too)."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, device, dtype=torch.float32):
         shape = (batch_size, cfg.n_head, cfg.seq_len, cfg.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        inputs = (batch_size, cfg.seq_len, cfg.n_embd) if cfg.conv else (0,)
+        self.mix_inputs = [[torch.zeros(inputs, device=device, dtype=dtype) for _ in range(2)] for _ in range(cfg.n_layer)]
         self.length = 0  # how many positions are filled
+
+    def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> torch.Tensor:
+        """Store the convolution input h (B, T_new, C) after the filled part; return the `reach`
+        inputs before it (fewer at the start of the sequence), (B, P, C)."""
+        start, end = self.length, self.length + h.shape[1]
+        self.mix_inputs[layer][which][:, start:end] = h
+        return self.mix_inputs[layer][which][:, max(start - reach, 0) : start]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, T_new, D) after the filled part; return all keys and values so far."""
@@ -144,8 +162,41 @@ class MLP(nn.Module):
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
+class LocalMix(nn.Module):
+    r"""A short depthwise convolution along the sequence, in residual form: $h_i + \sum_k w_k \odot h_{i+k}$.
+
+    Each channel mixes its own values at nearby positions, with one learned weight per channel
+    and offset: k in [-(width-1)/2, (width-1)/2] for the bidirectional denoiser, k in
+    [-(width-1), 0] for a causal model (it must not look ahead). Positions past the ends count
+    as zero. The weights start at zero, so a new block computes exactly what it would without.
+    Attention could learn to read the neighbours too, but a character model leans on them so
+    much that giving them a direct path is cheap help (`configs/shakespeare_char.yaml`).
+    """
+
+    def __init__(self, n_embd: int, width: int, causal: bool):
+        super().__init__()
+        self.offsets = list(range(-(width - 1), 1) if causal else range(-(width // 2), width // 2 + 1))
+        self.weight = nn.Parameter(torch.zeros(len(self.offsets), 1, n_embd))  # (K, 1, C): a tap per offset
+
+    def forward(self, h: torch.Tensor, past: "torch.Tensor | None" = None) -> torch.Tensor:
+        """h (B, T, C); past (B, P, C): the inputs just before h, when decoding with a cache."""
+        T = h.shape[1]
+        if past is not None:
+            h = torch.cat([past, h], dim=1)  # (B, P + T, C)
+        out, n = h, h.shape[1]
+        for k, w in zip(self.offsets, self.weight):
+            if k > 0:  # position i reads i + k
+                shifted = F.pad(h[:, k:], (0, 0, 0, min(k, n)))
+            elif k < 0:  # position i reads i - |k|
+                shifted = F.pad(h[:, : max(n + k, 0)], (0, 0, min(-k, n), 0))
+            else:
+                shifted = h
+            out = out + w * shifted
+        return out[:, -T:]
+
+
 class Block(nn.Module):
-    """x + Attention(Norm(x)), then x + MLP(Norm(x))."""
+    """x + Attention(Norm(x)), then x + MLP(Norm(x)); with `conv`, each Norm(x) first passes a LocalMix."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -154,10 +205,18 @@ class Block(nn.Module):
         self.norm2 = nn.RMSNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
+        # optional short convolutions on the normalised inputs of attention and of the MLP
+        self.mix = nn.ModuleList([LocalMix(cfg.n_embd, cfg.conv, cfg.causal) for _ in range(2)]) if cfg.conv else None
+
+    def _mixed(self, h, which: int, cache, layer: int):
+        if self.mix is None:
+            return h
+        past = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0]) if cache is not None else None
+        return self.mix[which](h, past)
 
     def forward(self, x, cos, sin, cache=None, layer=0):
-        x = x + self.dropout(self.attn(self.norm1(x), cos, sin, cache, layer))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+        x = x + self.dropout(self.attn(self._mixed(self.norm1(x), 0, cache, layer), cos, sin, cache, layer))
+        return x + self.dropout(self.mlp(self._mixed(self.norm2(x), 1, cache, layer)))
 
 
 class Transformer(nn.Module):

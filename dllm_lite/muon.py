@@ -142,16 +142,18 @@ def build_optimizer(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     """The optimiser of a Transformer: name "adamw" (torch.optim.AdamW) or "muon" (`Muon`).
 
     Weight decay applies to every matrix (the embedding included), never to vectors (norm gains).
-    With "muon", the matrices inside the blocks follow Muon's rule and the embedding (a lookup
-    table, and the tied output head) and the vectors AdamW's. fused: AdamW's fused CUDA kernel.
+    With "muon", the 2-D matrices inside the blocks follow Muon's rule, and the embedding (a lookup
+    table, and the tied output head), the convolution taps (`model.LocalMix`) and the vectors
+    AdamW's. fused: AdamW's fused CUDA kernel.
     muon_lr: Muon's own learning rate (None: lr). Every group carries `lr_scale`, its learning
     rate over `lr`, so a schedule sets `group["lr"] = lr_now * group["lr_scale"]`.
     """
     matrices = [p for p in net.parameters() if p.ndim >= 2]  # weight matrices and the embedding
     vectors = [p for p in net.parameters() if p.ndim < 2]  # norm gains
     in_blocks = {id(p) for n, p in net.named_parameters() if n.startswith("blocks.")}
-    blocks = [p for p in matrices if id(p) in in_blocks]  # Muon's, with "muon"
-    other_matrices = [p for p in matrices if id(p) not in in_blocks]  # the embedding (and learned positions)
+    blocks = [p for p in matrices if id(p) in in_blocks and p.ndim == 2]  # Muon's, with "muon"
+    muon_ids = {id(p) for p in blocks}
+    other_matrices = [p for p in matrices if id(p) not in muon_ids]  # the embedding (and positions, conv taps)
     if name == "adamw":
         if muon_lr is not None:
             raise ValueError("muon_lr is set but the optimizer is 'adamw'; drop muon_lr or use 'muon'")

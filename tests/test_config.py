@@ -73,6 +73,8 @@ BAD = [
     ({"model": {"n_embd": 100, "n_head": 6}}, "model.n_embd (100) must be divisible by model.n_head (6)", "n_head: 5"),
     ({"model": {"n_embd": 12, "n_head": 4}}, "even head size", "model.position: learned"),
     ({"model": {"seq_len": 0}}, "model.seq_len must be at least 1", "got 0"),
+    ({"model": {"mlp_ratio": 0}}, "model.mlp_ratio must be at least 1", "got 0"),
+    ({"model": {"conv": 4}}, "model.conv must be 0 (none) or an odd width", "got 4"),
     ({"model": {"position": "alibi"}}, "model.position='alibi'", "choices: rotary, learned"),
     ({"train": {"lr": 0}}, "train.lr must be positive", "train.lr: 3.0e-4"),
     ({"train": {"lr": 1e-4, "min_lr": 1e-3}}, "train.min_lr (0.001)", "lower train.min_lr"),

@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from conftest import tiny_net
-from dllm_lite.model import ModelConfig, Transformer
+from dllm_lite.model import LocalMix, ModelConfig, Transformer
+
+
+def with_random_taps(net):
+    """Convolution taps start at zero; give them values so that the tests see them act."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if ".mix." in name:
+                p.normal_(0.0, 0.5)
+    return net
 
 
 def test_logits_shape_and_subs_mask_logit():
@@ -19,12 +28,13 @@ def test_embedding_rows_padded_to_multiple_of_64():
     assert net(torch.zeros(1, 4, dtype=torch.long)).shape[-1] == 70
 
 
-def test_bidirectional_sees_the_future_causal_does_not():
+@pytest.mark.parametrize("conv", [0, 3])
+def test_bidirectional_sees_the_future_causal_does_not(conv):
     x = torch.randint(0, 6, (1, 8))
     y = x.clone()
     y[0, -1] = (x[0, -1] + 1) % 6
     for causal in (False, True):
-        net = tiny_net(vocab_size=7, seq_len=8, causal=causal)
+        net = with_random_taps(tiny_net(vocab_size=7, seq_len=8, causal=causal, conv=conv))
         a, b = net(x), net(y)
         changed_early = not torch.allclose(a[0, :-1], b[0, :-1], atol=1e-6)
         assert changed_early is (not causal)
@@ -37,8 +47,9 @@ def test_only_at_gives_the_same_logits_as_the_full_head():
     assert torch.allclose(net(x, only_at=where), net(x)[where], atol=1e-6)
 
 
-def test_kv_cache_matches_full_forward():
-    net = tiny_net(vocab_size=11, seq_len=16, causal=True)
+@pytest.mark.parametrize("conv", [0, 2, 3])
+def test_kv_cache_matches_full_forward(conv):
+    net = with_random_taps(tiny_net(vocab_size=11, seq_len=16, causal=True, conv=conv))
     x = torch.randint(0, 10, (2, 10))
     full = net(x)
     cache = net.new_cache(2)
@@ -47,6 +58,31 @@ def test_kv_cache_matches_full_forward():
     assert cache.length == 10
     with pytest.raises(ValueError, match="causal"):
         tiny_net(causal=False).new_cache(1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_local_mix_adds_weighted_neighbours(causal):
+    mix = LocalMix(n_embd=4, width=3, causal=causal)
+    assert mix.offsets == ([-2, -1, 0] if causal else [-1, 0, 1])
+    h = torch.randn(2, 5, 4)
+    assert torch.equal(mix(h), h)  # zero taps at init: the identity
+    torch.nn.init.normal_(mix.weight)
+    expected = h.clone()
+    for i in range(5):
+        for tap, k in zip(mix.weight, mix.offsets):
+            if 0 <= i + k < 5:  # past the ends counts as zero
+                expected[:, i] += tap[0] * h[:, i + k]
+    assert torch.allclose(mix(h), expected, atol=1e-6)
+    if causal:  # the last two positions, given the three before them, as a cache supplies them
+        assert torch.allclose(mix(h[:, 3:], past=h[:, 1:3]), expected[:, 3:], atol=1e-6)
+
+
+def test_conv_model_starts_as_the_model_without():
+    plain, mixed = tiny_net(vocab_size=9, seq_len=8), tiny_net(vocab_size=9, seq_len=8, conv=3)
+    missing = mixed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(".mix." in key for key in missing)
+    x = torch.randint(0, 9, (2, 8))
+    assert torch.allclose(plain(x), mixed(x), atol=1e-6)
 
 
 def test_learned_positions_and_activation_checkpointing():
@@ -74,6 +110,8 @@ def test_too_long_input_raises():
         (dict(position="absolute"), "rotary"),
         (dict(init_std=0.0), "init_std"),
         (dict(embed_init_std=-1.0), "embed_init_std"),
+        (dict(conv=-1), "conv"),
+        (dict(conv=4), "odd width"),
     ],
 )
 def test_bad_config_raises(kwargs, match):

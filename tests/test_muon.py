@@ -93,7 +93,7 @@ def test_muon_rule_refuses_a_vector():
 
 
 def test_build_optimizer_sorts_every_parameter_once():
-    net = tiny_net()
+    net = tiny_net(conv=3)
     opt = build_optimizer(net, "muon", lr=1e-3, weight_decay=0.1)
     seen = [p for g in opt.param_groups for p in g["params"]]
     assert len(seen) == len(list(net.parameters())) and len({id(p) for p in seen}) == len(seen)
@@ -104,7 +104,8 @@ def test_build_optimizer_sorts_every_parameter_once():
                 assert names[id(p)].startswith("blocks.") and p.ndim == 2
             if p.ndim < 2:
                 assert group["weight_decay"] == 0.0 and not group["use_muon"]
-    assert "embed.weight" in {names[id(p)] for g in opt.param_groups if not g["use_muon"] for p in g["params"]}
+    adamw = {names[id(p)] for g in opt.param_groups if not g["use_muon"] for p in g["params"]}
+    assert "embed.weight" in adamw and "blocks.0.mix.0.weight" in adamw  # the conv taps are not matrices
     assert isinstance(build_optimizer(net, "adamw", lr=1e-3, weight_decay=0.1), torch.optim.AdamW)
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         build_optimizer(net, "sgd", lr=1e-3, weight_decay=0.1)
