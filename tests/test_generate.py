@@ -4,10 +4,10 @@ import datasets
 import pytest
 import torch
 
+from conftest import CORPUS, assert_one_line_error, write_config
 from dllm_lite import generate, train
 from dllm_lite.config import load_config
 from dllm_lite.tokenize import get_tokenizer
-from test_train import CORPUS, assert_one_line_error, write_config
 
 
 @pytest.fixture(scope="module")

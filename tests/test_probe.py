@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_config
 from dllm_lite import train
-from test_train import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,13 +12,11 @@ import datasets
 import pytest
 import torch
 
+from conftest import CORPUS, assert_one_line_error, make_config, write_config
 from dllm_lite import loss, train
 from dllm_lite.config import load_config
 from dllm_lite.corrupt import get_schedule
 from dllm_lite.model import ModelConfig, Transformer
-
-CORPUS = "".join(f"{i} the quick brown fox jumps over the lazy dog; she sells sea shells.\n" for i in range(120))
-
 
 @pytest.fixture(autouse=True)
 def one_thread_no_bars(monkeypatch):
@@ -33,25 +31,6 @@ def one_thread_no_bars(monkeypatch):
     datasets.enable_progress_bars()
 
 
-def write_config(tmp_path: Path, body: str = "") -> Path:
-    """A tiny char-level config on a corpus in tmp_path; `body` adds YAML lines (later keys win)."""
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(CORPUS, encoding="utf-8")
-    path = tmp_path / "tiny_test.yaml"
-    path.write_text(f"""\
-model: {{n_layer: 2, n_head: 2, n_embd: 32, seq_len: 32}}
-data: {{dataset: text, data_files: {corpus}, tokenizer: char, val_fraction: 0.1, cache_dir: {tmp_path / 'cache'}}}
-train: {{batch_size: 4, max_steps: 6, lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 2, log_every: 2, eval_every: 4,
-        eval_batches: 1, bound_samples: 2, save_every: 2, keep_last: 2, out_dir: {tmp_path / 'run'}, seed: 0}}
-sample: {{length: 8, steps: 4}}
-{body}""", encoding="utf-8")
-    return path
-
-
-def make_config(tmp_path: Path, *overrides: str):
-    return load_config(write_config(tmp_path), list(overrides))
-
-
 def train_records(out_dir) -> list[dict]:
     """The metric records without the wall-clock fields."""
     return [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s")} for r in train.read_metrics(out_dir)]
@@ -61,15 +40,6 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
     code = train.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_train_writes_metrics_plot_and_checkpoints(tmp_path, capsys):
