@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ModelConfig", "Transformer", "KVCache"]
+__all__ = ["ModelConfig", "Transformer", "KVCache", "LocalMix"]
 
 
 @dataclass
