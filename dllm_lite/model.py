@@ -106,8 +106,11 @@ class KVCache:
         shape = (batch_size, cfg.n_head, cfg.seq_len, cfg.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        inputs = (batch_size, cfg.seq_len, cfg.n_embd) if cfg.conv else (0,)
-        self.mix_inputs = [[torch.zeros(inputs, device=device, dtype=dtype) for _ in range(2)] for _ in range(cfg.n_layer)]
+        self.mix_inputs = None  # with conv: per layer, the inputs of the block's two convolutions
+        if cfg.conv:
+            inputs = (batch_size, cfg.seq_len, cfg.n_embd)
+            self.mix_inputs = [[torch.zeros(inputs, device=device, dtype=dtype) for _ in range(2)]
+                               for _ in range(cfg.n_layer)]
         self.length = 0  # how many positions are filled
 
     def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> torch.Tensor:

@@ -6,17 +6,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
-from conftest import CORPUS, assert_one_line_error, make_config, write_config
+from conftest import assert_one_line_error, make_config, write_config
 from dllm_lite import loss, train
 from dllm_lite.config import load_config
 from dllm_lite.corrupt import get_schedule
 from dllm_lite.model import ModelConfig, Transformer
+
 
 @pytest.fixture(autouse=True)
 def one_thread_no_bars(monkeypatch):
