@@ -81,6 +81,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
+        """Width of one attention head: n_embd / n_head."""
         return self.n_embd // self.n_head
 
 

@@ -27,6 +27,8 @@ import math
 
 import torch
 
+__all__ = ["Muon", "build_optimizer", "orthogonalize", "NS_COEFFICIENTS"]
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Jordan's quintic: steep at 0, so 5 steps suffice
 
 

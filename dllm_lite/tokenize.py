@@ -35,6 +35,9 @@ import tiktoken
 import tiktoken.load
 import tiktoken_ext.openai_public
 
+__all__ = ["Tokenizer", "TiktokenTokenizer", "CharTokenizer", "ByteTokenizer", "get_tokenizer", "available_tokenizers",
+           "tokenizer_from_state", "bundled_corpus_path", "EncodingDownloadError", "ASSETS_DIR", "BUNDLED_CORPORA"]
+
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 BUNDLED_CORPORA = {"tiny_shakespeare": "tinyshakespeare.txt"}
 # sha256 of the bundled GPT-2 files: the same hashes tiktoken checks after a download
