@@ -81,23 +81,24 @@ def _is_simple(value) -> bool:
     return isinstance(value, SIMPLE)
 
 
-def constant(value) -> str:
-    """What a constant holds: its value when that is plain data, else its type and keys."""
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and _is_simple(v) for k, v in value.items()):
-            return repr(value)
-        return f"a dict with the keys {', '.join(repr(k) for k in value)}"
-    if _is_simple(value):
-        return repr(value)
+def constant(name: str, value) -> str:
+    """A constant's line: `NAME = value` when the value is plain data, else what kind of thing it is."""
+    text = repr(value)
+    if isinstance(value, dict) and not all(isinstance(k, str) and _is_simple(v) for k, v in value.items()):
+        return f"`{name}`: a dict with the keys {', '.join(repr(k) for k in value)}"
     if isinstance(value, Path):
-        return "a Path inside the installed package"
-    return repr(value) if len(repr(value)) < 80 and " at 0x" not in repr(value) else type(value).__name__
+        return f"`{name}`: a Path inside the installed package"
+    if isinstance(value, dict) or _is_simple(value) or (len(text) < 80 and " at 0x" not in text):
+        return f"`{name}` = {text}"
+    return f"`{name}`: a {type(value).__name__}"
 
 
-def _doc(obj) -> str:
-    doc = inspect.getdoc(obj) or ""
+def own_doc(obj) -> str:
+    """The docstring obj itself was written with ('' for none): not a base class's, and not the
+    `Name(field, ...)` text that dataclasses make up for a class without one."""
+    doc = inspect.cleandoc(obj.__doc__ or "")
     if dataclasses.is_dataclass(obj) and doc.startswith(obj.__name__ + "("):
-        return ""  # the generated `Name(field, ...)` text repeats the signature
+        return ""
     return doc
 
 
@@ -132,16 +133,14 @@ def module_section(name: str) -> list[str]:
         if inspect.isclass(obj) or inspect.isfunction(obj):
             kind = "class " if inspect.isclass(obj) else ""
             lines += ["```python", kind + signature(obj), "```", ""]
-            if _doc(obj):
-                lines += [_doc(obj), ""]
+            if own_doc(obj):
+                lines += [own_doc(obj), ""]
             if inspect.isclass(obj):
                 for member, func, is_property in _members(obj):
                     head = f"`.{member}` (property)" if is_property else f"`.{signature(func, method=True)}`"
-                    doc = inspect.getdoc(func) or ""
-                    lines += [f"- {head}: " + doc.replace("\n", "\n  "), ""]
+                    lines += [f"- {head}: " + own_doc(func).replace("\n", "\n  "), ""]
         else:
-            lines += [f"`{public}` = {constant(obj)}" if not constant(obj).startswith("a ")
-                      else f"`{public}`: {constant(obj)}", ""]
+            lines += [constant(public, obj), ""]
     return lines
 
 
