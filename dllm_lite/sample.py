@@ -9,10 +9,15 @@ decide *which* masked tokens are revealed at each step:
   probability $\frac{\alpha(s) - \alpha(t)}{1 - \alpha(t)}$, its value drawn from
   $p_\theta(x_0 \mid x_t)$. The network has no time input, so a step that reveals nothing
   does not need it: with `cache=True` it is called only when a token is revealed.
-- **confidence** (LLaDA): predict every masked token, keep the most confident ones (the
-  probability of the predicted token), as many as the schedule says, remask the rest.
-- **threshold** (Fast-dLLM): commit every prediction whose confidence exceeds a threshold,
+- **confidence** (LLaDA): draw a value $\hat x^i$ for every masked token, keep the most
+  confident ones, as many as the schedule says, remask the rest.
+- **threshold** (Fast-dLLM): commit every drawn value whose confidence exceeds a threshold,
   at least one per step: easy tokens go many at a time, hard ones one by one.
+
+The confidence of a drawn value is the model's own probability of it,
+$c^i = \mathrm{softmax}(\ell^i)_{\hat x^i}$ from the raw logits $\ell^i$ at temperature 1,
+with no top-k / top-p filter: temperature, top-k and top-p change which value is drawn,
+never how sure the model is of it.
 
 `block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
@@ -57,15 +62,19 @@ def _check_sampling(temperature, top_k, top_p):
 
 
 def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    r"""Draw one token per row of `logits` (..., V); return `(tokens, probs)`, both (...).
+    r"""Draw one token per row of `logits` (..., V); return `(tokens, confidence)`, both (...).
 
-    In float64: scale by the temperature, keep the `top_k` largest logits, then the
-    smallest set of tokens whose probability adds up to at least `top_p` (the most likely
-    token is always kept), and draw with the Gumbel-max trick,
-    $x = \arg\max_v (\log \pi_v + g_v)$, $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$.
-    `probs` is the probability of each drawn token under that filtered, tempered
-    distribution $\pi$. temperature=0 is greedy: the argmax, no random numbers drawn, and
-    `probs` is taken at temperature 1 (a point mass would rank every token equally).
+    The draw, in float64: scale by the temperature, keep the `top_k` largest logits, then
+    the smallest set of tokens whose probability adds up to at least `top_p` (the most
+    likely token is always kept), and draw from that filtered, tempered distribution $\pi$
+    with the Gumbel-max trick, $x = \arg\max_v (\log \pi_v + g_v)$,
+    $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$. temperature=0 is greedy: the argmax of
+    the filtered logits, no random numbers drawn.
+
+    The confidence is the model's own probability of the drawn token,
+    $\mathrm{softmax}(\text{logits})_x$ at temperature 1 and unfiltered, whatever the
+    temperature, top_k and top_p (LLaDA and Fast-dLLM rank by it). Under $\pi$ it would be
+    1 for every token with top_k=1 and near 1 at a low temperature: no ranking at all.
     """
     _check_sampling(temperature, top_k, top_p)
     logits = logits.double()  # (..., V)
@@ -84,8 +93,9 @@ def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
     else:
         u = _uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
         tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
-    probs = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
-    return tokens, probs
+    # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
+    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (...)
+    return tokens, confidence
 
 
 def reveal_probability(schedule, t, s) -> torch.Tensor:
@@ -249,7 +259,9 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     prompt: None, a list of ids or a 1-D LongTensor; any `mask_id` in it is filled as well
     (infilling), and then length=0 is allowed. strategy: "ancestral", "confidence" or
     "threshold" (needs threshold in (0, 1)); schedule: how fast masks are removed (ancestral,
-    confidence). temperature / top_k / top_p: see `sample_tokens`. block_size: decode the
+    confidence). temperature / top_k / top_p shape the distribution the values are drawn
+    from; confidence and threshold rank the drawn values by the model's own probability at
+    temperature 1, unfiltered (see `sample_tokens`). block_size: decode the
     region from the first mask onwards in blocks of this many positions, left to right,
     `steps` shared evenly among the blocks that hold a mask (the first get the remainder).
     cache (ancestral): call the network only when a step reveals a token; cache=False calls

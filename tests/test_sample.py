@@ -53,18 +53,21 @@ class CountingNet(nn.Module):
 
 
 class FixedConfidenceNet(nn.Module):
-    """Predicts token (position % (V-1)) at every position, more confidently further right."""
+    """Predicts token (position % (V-1)) at every position, whatever the context, with logit
+    `sharpness[position]` against 0 for the other real tokens: its probability is
+    e^x / (e^x + V - 2). By default x = 0.5 * position, more confident further right."""
 
-    def __init__(self, seq_len=32):
+    def __init__(self, seq_len=32, sharpness=None):
         super().__init__()
         self.cfg = SimpleNamespace(seq_len=seq_len, causal=False)
         self.dummy = nn.Parameter(torch.zeros(1))
+        self.sharpness = 0.5 * torch.arange(seq_len).float() if sharpness is None else torch.tensor(sharpness)
 
     def forward(self, idx):
         B, T = idx.shape
         logits = torch.zeros(B, T, V)
         positions = torch.arange(T)
-        logits[:, positions, positions % (V - 1)] = 0.5 * positions.float()  # confidence grows with position
+        logits[:, positions, positions % (V - 1)] = self.sharpness[:T]
         logits[..., MASK] = float("-inf")
         return logits
 
@@ -170,6 +173,55 @@ def test_threshold_commits_all_confident_positions_at_once():
     assert stats["network_calls"] == net.calls == 1 + 6  # the confident six at once, then one by one
 
 
+# Eight positions in no particular order of confidence; the model's own probability of its top
+# token, e^x / (e^x + 15), runs from 0.33 (x = 2.0) to 0.69 (x = 3.5), so top_p = 0.3 keeps only
+# the top token, like top_k = 1 and a temperature near 0: every draw below is the argmax.
+SCRAMBLED = [2.6, 3.5, 2.0, 3.0, 2.2, 3.3, 2.8, 2.4]
+MOST_CONFIDENT_FIRST = sorted(range(8), key=lambda p: -SCRAMBLED[p])  # [1, 5, 3, 6, 0, 7, 4, 2]
+
+
+def reveal_order(trajectory):
+    """The positions each step of a trajectory revealed, as a list per step."""
+    return [(before != after).nonzero()[:, 1].tolist() for before, after in zip(trajectory, trajectory[1:])]
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(top_k=1), dict(top_p=0.3), dict(temperature=0.02),
+                                      dict(temperature=0.02, top_k=2, top_p=0.5)], ids=str)
+def test_confidence_ranks_by_the_model_probability_not_the_filtered_one(sampling):
+    # top_k=1, top_p=0.3 and temperature 0.02 all make the drawn token certain under the
+    # filtered, tempered distribution (probability 1 everywhere): ranking by that would
+    # reveal left to right; the model's own probabilities give the order above
+    net = FixedConfidenceNet(sharpness=SCRAMBLED)
+    out, trajectory = sample.generate(net, mask_id=MASK, length=8, steps=8, strategy="confidence", generator=seeded(20),
+                                      return_trajectory=True, **sampling)
+    assert reveal_order(trajectory) == [[p] for p in MOST_CONFIDENT_FIRST]
+    assert out[0].tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("threshold,first_step", [(0.9, []), (0.6, [1, 5])])
+def test_threshold_compares_the_model_probability(threshold, first_step):
+    # the model's probabilities top out at 0.69: with threshold 0.9 nothing is above it (one token
+    # per step, most confident first) even with top_k=1, where every filtered probability is 1
+    net = CountingNet(FixedConfidenceNet(sharpness=SCRAMBLED))
+    stats = {}
+    _, trajectory = sample.generate(net, mask_id=MASK, length=8, steps=8, strategy="threshold", threshold=threshold,
+                                    top_k=1, generator=seeded(21), return_trajectory=True, stats=stats)
+    first = first_step or MOST_CONFIDENT_FIRST[:1]  # at least one per step
+    assert reveal_order(trajectory)[0] == first
+    assert sum(reveal_order(trajectory), []) == first + [p for p in MOST_CONFIDENT_FIRST if p not in first]
+    assert net.calls == stats["network_calls"] == 1 + 8 - len(first)
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0.5), dict(temperature=2.0), dict(top_k=3), dict(top_p=0.5),
+                                      dict(temperature=0.7, top_k=5, top_p=0.8), dict(temperature=0)], ids=str)
+def test_sample_tokens_confidence_is_the_unfiltered_probability_at_temperature_one(sampling):
+    logits = 3 * torch.randn(200, V, generator=seeded(22))
+    tokens, confidence = sample.sample_tokens(logits, generator=seeded(23), **sampling)
+    assert confidence.dtype == torch.float64 and confidence.shape == (200,)
+    plain = logits.double().softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+    assert torch.allclose(confidence, plain, rtol=1e-12, atol=0)
+
+
 def test_steps_larger_than_masks_finishes_early():
     net = CountingNet(tiny_net())
     stats = {}
@@ -213,10 +265,10 @@ def test_sample_tokens_greedy_limits():
     for kwargs in (dict(temperature=0), dict(top_k=1), dict(top_p=1e-9)):
         tokens, probs = sample.sample_tokens(logits, generator=seeded(9), **kwargs)
         assert torch.equal(tokens, best), kwargs
-    _, probs = sample.sample_tokens(logits, top_k=1, generator=seeded(9))
-    assert torch.allclose(probs, torch.ones(50, dtype=torch.float64))
-    _, probs = sample.sample_tokens(logits, temperature=0)
-    assert torch.allclose(probs, logits.double().softmax(-1).max(-1).values)
+    top_probability = logits.double().softmax(-1).max(-1).values  # the model's, not the filter's 1
+    for kwargs in (dict(temperature=0), dict(top_k=1), dict(top_p=1e-9)):
+        _, confidence = sample.sample_tokens(logits, generator=seeded(9), **kwargs)
+        assert torch.allclose(confidence, top_probability), kwargs
 
 
 def chi_square(tokens, p):
@@ -242,7 +294,7 @@ def test_sample_tokens_frequencies_match_the_distribution():
     head = p.clone()
     head[3:] = 0
     assert chi_square(tokens, head / head.sum()) < 18.5  # 2 degrees of freedom: 13.8
-    assert torch.allclose(probs, (head / head.sum())[tokens])
+    assert torch.allclose(probs, p[tokens])  # drawn from the head, scored by the whole distribution
     tokens, _ = sample.sample_tokens(logits.expand(n, -1), top_k=2, generator=seeded(13))
     assert set(tokens.unique().tolist()) == {0, 1}
 
