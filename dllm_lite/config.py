@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -291,6 +292,10 @@ def _validate(cfg: Config, source: str) -> None:
     _require(s.top_p is None or 0 < s.top_p <= 1, source, f"sample.top_p must be in (0, 1] or null, got {s.top_p}")
     _require(s.block_size is None or 1 <= s.block_size <= s.length, source,
              f"sample.block_size must be in [1, sample.length = {s.length}] or null, got {s.block_size}")
+    blocks = math.ceil(s.length / s.block_size) if s.block_size else 1  # each block takes at least one step
+    _require(s.steps >= blocks, source, f"sample.steps ({s.steps}) is fewer than the {blocks} blocks of "
+             f"sample.length / sample.block_size = {s.length} / {s.block_size} (one step per block at least); "
+             f"raise sample.steps to {blocks} or sample.block_size to {math.ceil(s.length / s.steps)}")
     _require(s.threshold is None or 0 < s.threshold < 1, source, f"sample.threshold must be in (0, 1), got {s.threshold}")
     _require(s.strategy != "threshold" or s.threshold is not None, source,
              "sample.strategy=threshold needs sample.threshold, e.g. sample.threshold: 0.9")

@@ -98,6 +98,10 @@ BAD = [
     ({"sample": {"strategy": "greedy"}}, "sample.strategy='greedy'", "choices: ancestral, confidence, threshold"),
     ({"sample": {"strategy": "threshold"}}, "sample.strategy=threshold needs sample.threshold", "threshold: 0.9"),
     ({"sample": {"top_p": 1.5}}, "sample.top_p must be in (0, 1]", "got 1.5"),
+    ({"sample": {"length": 16, "steps": 2, "block_size": 4}}, "sample.steps (2) is fewer than the 4 blocks",
+     "raise sample.steps to 4 or sample.block_size to 8"),
+    ({"sample": {"length": 10, "steps": 3, "block_size": 3}}, "sample.steps (3) is fewer than the 4 blocks",
+     "raise sample.steps to 4 or sample.block_size to 4"),
     ({"model": 6}, "section 'model' must be a mapping", "one key per line"),
 ]
 
@@ -110,6 +114,12 @@ def test_each_invalid_value_is_one_line_naming_file_key_and_fix(tmp_path, bad, k
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{path}: ")
     assert key in message and fix in message
+
+
+def test_sample_steps_may_equal_the_number_of_blocks(tmp_path):
+    cfg = load_config(write(tmp_path, TINY), ["sample.length=16", "sample.steps=4", "sample.block_size=4"])
+    assert (cfg.sample.steps, cfg.sample.block_size) == (4, 4)
+    assert load_config(write(tmp_path, TINY), ["sample.length=10", "sample.steps=4", "sample.block_size=3"])
 
 
 def test_errors_from_overrides_name_the_override(tmp_path):
