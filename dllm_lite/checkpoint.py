@@ -20,6 +20,7 @@ and plain containers only: opening a checkpoint can never run code from it.
 
 import os
 import random
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,10 +31,11 @@ from .config import ConfigError, config_from_dict, config_to_dict
 from .model import ModelConfig, Transformer
 from .tokenize import tokenizer_from_state
 
-__all__ = ["build_model", "save_checkpoint", "read_checkpoint", "load_checkpoint", "check_compatible",
+__all__ = ["build_model", "save_checkpoint", "step_files", "read_checkpoint", "load_checkpoint", "check_compatible",
            "rng_state", "set_rng_state", "CheckpointError", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
+STEP_FILE = re.compile(r"step_(\d+)\.pt")
 # keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
 MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv")] + [
     ("train", "objective"), ("data", "tokenizer")]
@@ -75,9 +77,17 @@ def save_checkpoint(state: dict, out_dir: Path, keep_last: int) -> Path:
     except OSError:
         atomic_save(state, tmp)
     os.replace(tmp, out_dir / "latest.pt")
-    for old in sorted(out_dir.glob("step_*.pt"))[:-keep_last]:
+    for old in step_files(out_dir)[:-keep_last]:
         old.unlink()
     return path
+
+
+def step_files(out_dir: Path) -> list[Path]:
+    """The step_<N>.pt files of out_dir, oldest first: ordered by N as a number, since past step
+    999,999 the names grow a seventh digit and text order would put the newest first."""
+    found = [(int(match.group(1)), path) for path in Path(out_dir).glob("step_*.pt")
+             if (match := STEP_FILE.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
 
 
 def read_checkpoint(path) -> dict:
