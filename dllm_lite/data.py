@@ -17,8 +17,9 @@ A dataset without a validation split gets one carved out: a seeded `train_test_s
 its documents (one document: the character cut above; a stream: its first
 ``val_fraction * max_tokens`` tokens, training starting after them).
 
-Packing. Each document is tokenized and followed by the end-of-text id (when the
-tokenizer has one) and all of them are concatenated into one flat array,
+Packing. Each document is tokenized and followed by the end-of-text id (gpt2, char and
+byte all have one; only a tiktoken encoding without <|endoftext|> has none) and all of
+them are concatenated into one flat array,
 
     [doc 1] eot [doc 2] eot [doc 3] eot ...
 

@@ -14,12 +14,23 @@ Three families, all with the same interface (``encode``, ``encode_batch``,
   ``tiktoken.get_encoding("gpt2")``; <|endoftext|> = 50256, mask = 50257.
 - any other tiktoken encoding (``"cl100k_base"``, ...): downloaded by tiktoken on
   first use, so it needs a network or a filled ``TIKTOKEN_CACHE_DIR``.
-- ``"char"`` (the sorted characters of a text, as in char-rnn / nanoGPT's
-  shakespeare_char) and ``"byte"`` (the 256 UTF-8 byte values).
+- ``"char"``: the sorted characters of a text (as in char-rnn / nanoGPT's
+  shakespeare_char), then <|endoftext|>, then the mask. Tiny Shakespeare's 65
+  characters give ids 0..64, eot 65, mask 66, vocab_size 67.
+- ``"byte"``: the 256 UTF-8 byte values 0..255, then <|endoftext|> = 256, mask = 257.
+
+The end-of-text id separates documents when a corpus is packed into one stream
+(see data.py), and behaves exactly like GPT-2's: ``decode`` writes it as the text
+"<|endoftext|>", and ``encode(text, allow_eot=True)`` reads that text back as the
+id (without allow_eot it is ordinary text). Only a tiktoken encoding that lacks
+<|endoftext|> has ``eot_id = None``.
 
 ``state_dict()`` holds only str / int / list values, so it can live inside a
 checkpoint read with ``torch.load(weights_only=True)``; ``tokenizer_from_state``
-rebuilds the tokenizer from it.
+rebuilds the tokenizer from it. Char and byte states record their ``eot_id``; a
+state without one was written before they had an end-of-text token and rebuilds
+that older layout (no eot, one id fewer: char = characters then mask, byte mask =
+256), so old checkpoints keep loading.
 
 References: tiktoken (github.com/openai/tiktoken, tiktoken_ext/openai_public.py);
 GPT-2 encoder (github.com/openai/gpt-2, src/encoder.py); nanoGPT
@@ -36,13 +47,15 @@ import tiktoken.load
 import tiktoken_ext.openai_public
 
 __all__ = ["Tokenizer", "TiktokenTokenizer", "CharTokenizer", "ByteTokenizer", "get_tokenizer", "available_tokenizers",
-           "tokenizer_from_state", "bundled_corpus_path", "EncodingDownloadError", "ASSETS_DIR", "BUNDLED_CORPORA"]
+           "tokenizer_from_state", "bundled_corpus_path", "EncodingDownloadError", "ASSETS_DIR", "BUNDLED_CORPORA",
+           "EOT_TEXT"]
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 BUNDLED_CORPORA = {"tiny_shakespeare": "tinyshakespeare.txt"}
 # sha256 of the bundled GPT-2 files: the same hashes tiktoken checks after a download
 GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+EOT_TEXT = "<|endoftext|>"  # how every tokenizer writes (and, with allow_eot=True, reads) its end-of-text id
 
 
 class EncodingDownloadError(RuntimeError):
@@ -76,8 +89,8 @@ class Tokenizer:
     """Shared interface: subclasses set name / vocab_size / eot_id and map ids <-> bytes or text."""
 
     name: str
-    vocab_size: int  # real tokens + 1 mask token
-    eot_id: int | None = None  # end-of-text id, None when the vocabulary has none
+    vocab_size: int  # real tokens (eot included) + 1 mask token
+    eot_id: int | None = None  # end-of-text id; None only for a tiktoken encoding (or an old state) without one
 
     @property
     def mask_id(self) -> int:
@@ -85,7 +98,17 @@ class Tokenizer:
         return self.vocab_size - 1
 
     def encode(self, text: str, allow_eot: bool = False) -> list[int]:
-        """Text -> list of ids. allow_eot=True parses "<|endoftext|>" as eot_id (tiktoken only)."""
+        """Text -> list of ids; "<|endoftext|>" is plain text unless allow_eot=True makes it eot_id."""
+        if not allow_eot or self.eot_id is None:
+            return self._encode_plain(text)
+        pieces = text.split(EOT_TEXT)
+        ids = self._encode_plain(pieces[0])
+        for piece in pieces[1:]:
+            ids += [self.eot_id] + self._encode_plain(piece)
+        return ids
+
+    def _encode_plain(self, text: str) -> list[int]:
+        """Text -> ids, every character read as ordinary text."""
         raise NotImplementedError
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
@@ -174,9 +197,12 @@ class TiktokenTokenizer(Tokenizer):
 
 
 class CharTokenizer(Tokenizer):
-    """One id per character of a fixed character list (sorted characters of a text), then the mask."""
+    """One id per character of a fixed character list (sorted characters of a text), then eot, then the mask.
 
-    def __init__(self, chars: list[str]):
+    with_eot=False builds the layout of states saved before the eot existed: characters, then the mask.
+    """
+
+    def __init__(self, chars: list[str], with_eot: bool = True):
         chars = list(chars)
         if not chars or not all(isinstance(char, str) and len(char) == 1 for char in chars):
             raise ValueError("a char tokenizer needs a non-empty text, or chars as single-character strings")
@@ -185,10 +211,11 @@ class CharTokenizer(Tokenizer):
         self.name = "char"
         self.chars = chars
         self.char_to_id = {char: index for index, char in enumerate(chars)}
-        self.vocab_size = len(chars) + 1
+        self.eot_id = len(chars) if with_eot else None
+        self.vocab_size = len(chars) + (2 if with_eot else 1)
 
-    def encode(self, text: str, allow_eot: bool = False) -> list[int]:
-        """Text -> one id per character; allow_eot has no effect (no end-of-text token)."""
+    def _encode_plain(self, text: str) -> list[int]:
+        """Text -> one id per character."""
         try:
             return [self.char_to_id[char] for char in text]
         except KeyError as error:
@@ -198,25 +225,38 @@ class CharTokenizer(Tokenizer):
             ) from None
 
     def _run_to_bytes(self, run: list[int]) -> bytes:
-        return "".join(self.chars[index] for index in run).encode("utf-8")
+        return "".join(EOT_TEXT if index == self.eot_id else self.chars[index] for index in run).encode("utf-8")
 
     def state_dict(self) -> dict:
-        """Name, vocab_size and the character list (enough to rebuild without the text)."""
-        return {**super().state_dict(), "chars": list(self.chars)}
+        """Name, vocab_size, eot_id and the character list (enough to rebuild without the text)."""
+        state = {**super().state_dict(), "chars": list(self.chars)}
+        return state if self.eot_id is None else {**state, "eot_id": self.eot_id}
 
 
 class ByteTokenizer(Tokenizer):
-    """The 256 UTF-8 byte values as ids 0..255, then the mask (id 256)."""
+    """The 256 UTF-8 byte values as ids 0..255, then eot (256), then the mask (257).
 
-    name = "byte"
-    vocab_size = 257
+    with_eot=False builds the layout of states saved before the eot existed: bytes, then the mask (256).
+    """
 
-    def encode(self, text: str, allow_eot: bool = False) -> list[int]:
-        """Text -> its UTF-8 bytes; allow_eot has no effect (no end-of-text token)."""
+    def __init__(self, with_eot: bool = True):
+        self.name = "byte"
+        self.eot_id = 256 if with_eot else None
+        self.vocab_size = 258 if with_eot else 257
+
+    def _encode_plain(self, text: str) -> list[int]:
+        """Text -> its UTF-8 bytes."""
         return list(text.encode("utf-8"))
 
     def _run_to_bytes(self, run: list[int]) -> bytes:
-        return bytes(run)
+        eot = EOT_TEXT.encode("utf-8")
+        groups = itertools.groupby(run, key=lambda value: value == self.eot_id)
+        return b"".join(eot * len(list(group)) if is_eot else bytes(group) for is_eot, group in groups)
+
+    def state_dict(self) -> dict:
+        """Name, vocab_size and eot_id (absent for the old layout without one)."""
+        state = super().state_dict()
+        return state if self.eot_id is None else {**state, "eot_id": self.eot_id}
 
 
 def available_tokenizers() -> list[str]:
@@ -227,9 +267,10 @@ def available_tokenizers() -> list[str]:
 def get_tokenizer(name: str = "gpt2", *, text: str | None = None, chars: list[str] | None = None) -> Tokenizer:
     """Build a tokenizer by name.
 
-    "gpt2" (bundled, offline) | "byte" | "char" with text=... (its sorted characters become
-    the vocabulary) or chars=[...] | any other tiktoken encoding name (downloaded by
-    tiktoken; raises EncodingDownloadError when that fails).
+    "gpt2" (bundled, offline) | "byte" (bytes 0..255, eot 256, mask 257) | "char" with
+    text=... (its sorted characters become ids 0..n-1, then eot n, mask n+1) or chars=[...]
+    | any other tiktoken encoding name (downloaded by tiktoken; raises EncodingDownloadError
+    when that fails).
     """
     if name not in available_tokenizers():
         raise ValueError(f"unknown tokenizer {name!r}; choose one of {available_tokenizers()}")
@@ -243,9 +284,19 @@ def get_tokenizer(name: str = "gpt2", *, text: str | None = None, chars: list[st
 
 
 def tokenizer_from_state(state: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its state_dict(), checking that the vocabulary size still matches."""
+    """Rebuild a tokenizer from its state_dict(), checking that the vocabulary size still matches.
+
+    A char or byte state without "eot_id" predates their end-of-text token: it rebuilds the old
+    layout (no eot, vocab_size one smaller), so checkpoints written then keep loading.
+    """
     name = state["name"]
-    tokenizer = get_tokenizer("char", chars=state["chars"]) if name == "char" else get_tokenizer(name)
+    with_eot = "eot_id" in state
+    if name == "char":
+        tokenizer = CharTokenizer(state["chars"], with_eot=with_eot)
+    elif name == "byte":
+        tokenizer = ByteTokenizer(with_eot=with_eot)
+    else:
+        tokenizer = get_tokenizer(name)
     if tokenizer.vocab_size != state["vocab_size"]:
         raise ValueError(f"tokenizer {name!r} now has vocab_size {tokenizer.vocab_size} but the saved state says "
                          f"{state['vocab_size']}; the checkpoint was made with a different vocabulary")

@@ -37,10 +37,11 @@ def test_bundled_shakespeare_gpt2_is_a_contiguous_character_split(tmp_path, gpt2
 def test_bundled_shakespeare_char_vocabulary_and_round_trip(tmp_path, shakespeare):
     cfg = section(tmp_path, tokenizer="char")
     tok = data.build_tokenizer(cfg)
-    assert tok.vocab_size == 66 and tok.mask_id == 65 and tok.eot_id is None  # 65 characters + [MASK]
+    assert (tok.vocab_size, tok.eot_id, tok.mask_id) == (67, 65, 66)  # 65 characters, eot, [MASK]
     train, val = data.load_tokens(cfg, tok, "train"), data.load_tokens(cfg, tok, "validation")
-    assert len(train) + len(val) == len(shakespeare) == 1_115_394
-    assert tok.decode(train) + tok.decode(val) == shakespeare
+    assert len(train) + len(val) == len(shakespeare) + 2 == 1_115_396  # each split ends in eot
+    assert train[-1] == val[-1] == tok.eot_id
+    assert tok.decode(train[:-1]) + tok.decode(val[:-1]) == shakespeare
 
 
 def test_char_vocabulary_comes_from_training_text_only(tmp_path):
@@ -48,7 +49,7 @@ def test_char_vocabulary_comes_from_training_text_only(tmp_path):
     path.write_text("ab" * 50 + "zzzzz")  # the last 5 % (from character 99 on) holds the only z's
     cfg = section(tmp_path, dataset="text", data_files=str(path), tokenizer="char")
     tok = data.build_tokenizer(cfg)
-    assert tok.chars == ["a", "b"] and len(data.load_tokens(cfg, tok, "train")) == 99
+    assert tok.chars == ["a", "b"] and len(data.load_tokens(cfg, tok, "train")) == 99 + 1  # + eot
     with pytest.raises(data.DataError, match="'z'.*training text lacks.*data.tokenizer=byte"):
         data.load_tokens(cfg, tok, "validation")
 
@@ -83,7 +84,8 @@ def test_changed_settings_or_files_give_a_new_cache_entry(tmp_path, gpt2):
     assert len(capped) == 5 and np.array_equal(capped, full[:5])
     doc.write_text("completely different text, and longer than before")
     changed = data.load_tokens(cfg, tokenize.get_tokenizer("byte"), "train")
-    assert bytes(changed.tolist()).decode() == "completely different text, and longer than before"[:len(changed)]
+    byte = tokenize.get_tokenizer("byte")
+    assert byte.decode(changed) == "completely different text, and longer than before"[:len(changed) - 1] + "<|endoftext|>"
 
 
 def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
@@ -121,8 +123,8 @@ def test_local_parquet(tmp_path):
     cfg = section(tmp_path, dataset="parquet", data_files=str(path), tokenizer="byte", val_fraction=0.25)
     byte = tokenize.get_tokenizer("byte")
     train, val = data.load_tokens(cfg, byte, "train"), data.load_tokens(cfg, byte, "validation")
-    assert len(train) == 6 and len(val) == 2  # no eot: the byte tokenizer has none
-    assert sorted(bytes(np.concatenate([train, val]).tolist()).decode()) == sorted("abcdefgh")
+    assert len(train) == 6 + 3 and len(val) == 2 + 1  # each document followed by the byte tokenizer's eot (256)
+    assert sorted(byte.decode(np.concatenate([train, val])).split("<|endoftext|>")) == ["", "ab", "cd", "ef", "gh"]
 
 
 def make_hub_folder(root, splits=("train", "validation", "test"), docs_per_split=5):

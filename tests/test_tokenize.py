@@ -95,7 +95,7 @@ def test_decode_accepts_tensors_and_arrays(gpt2):
 
 def test_char_round_trip_and_errors(shakespeare):
     char = tokenize.get_tokenizer("char", text=shakespeare)
-    assert (char.vocab_size, char.mask_id, char.eot_id) == (66, 65, None)
+    assert (char.vocab_size, char.mask_id, char.eot_id) == (67, 66, 65)  # 65 characters, then eot, then [MASK]
     assert char.chars == sorted(set(shakespeare))
     sample = shakespeare[:500]
     assert char.decode(char.encode(sample)) == sample
@@ -112,11 +112,22 @@ def test_char_round_trip_and_errors(shakespeare):
 
 def test_byte_round_trip_and_invalid_utf8():
     byte = tokenize.get_tokenizer("byte")
-    assert (byte.vocab_size, byte.mask_id, byte.eot_id) == (257, 256, None)
+    assert (byte.vocab_size, byte.mask_id, byte.eot_id) == (258, 257, 256)  # 256 bytes, then eot, then [MASK]
     assert byte.encode("é") == [0xC3, 0xA9]
     assert byte.decode(byte.encode(UNICODE_TEXT)) == UNICODE_TEXT
     assert byte.decode([0xE2, 0x82]) == "\ufffd"  # a cut-off character does not raise
-    assert byte.decode([0xFF, 256, 65], mask_text="_") == "\ufffd_A"
+    assert byte.decode([0xFF, 257, 65], mask_text="_") == "\ufffd_A"
+
+
+@pytest.mark.parametrize("name", ["char", "byte"])
+def test_char_and_byte_eot_behaves_like_gpt2s(name, gpt2):
+    tok = tokenize.get_tokenizer(name, **({"text": "ab<|endoftext|>"} if name == "char" else {}))
+    assert tok.eot_id == tok.mask_id - 1 == tok.vocab_size - 2  # the mask stays last, eot just before it
+    text = "ab<|endoftext|>ba<|endoftext|>"
+    assert tok.encode(text, allow_eot=True) == tok.encode("ab") + [tok.eot_id] + tok.encode("ba") + [tok.eot_id]
+    assert tok.eot_id not in tok.encode(text)  # plain text unless allow_eot=True, as for gpt2
+    assert tok.decode(tok.encode(text, allow_eot=True)) == text == gpt2.decode(gpt2.encode(text, allow_eot=True))
+    assert tok.decode([tok.eot_id, tok.mask_id, tok.eot_id], mask_text="_") == "<|endoftext|>_<|endoftext|>"
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -146,6 +157,24 @@ def test_state_dict_survives_weights_only_checkpoint(name, tmp_path, shakespeare
     sample = shakespeare[:300]
     assert restored.encode(sample) == original.encode(sample)
     assert restored.decode(original.encode(sample)) == sample
+
+
+@pytest.mark.parametrize("name", ["char", "byte"])
+def test_state_saved_before_the_eot_rebuilds_the_old_layout(name, tmp_path, shakespeare):
+    old_state = {"name": "byte", "vocab_size": 257}  # what a byte checkpoint stored before the eot existed
+    if name == "char":
+        old_state = {"name": "char", "vocab_size": 66, "chars": sorted(set(shakespeare))}
+    torch.save({"tokenizer": old_state}, tmp_path / "old.pt")
+    state = torch.load(tmp_path / "old.pt", weights_only=True)["tokenizer"]
+    old = tokenize.tokenizer_from_state(state)
+    assert (old.vocab_size, old.mask_id, old.eot_id) == (old_state["vocab_size"], old_state["vocab_size"] - 1, None)
+    assert old.state_dict() == old_state  # saved again, it is still the old layout
+    sample = shakespeare[:300]
+    new = tokenize.get_tokenizer(name, **({"text": shakespeare} if name == "char" else {}))
+    assert old.encode(sample) == new.encode(sample)  # real ids are unchanged; only eot and mask were added/moved
+    assert old.decode(old.encode(sample) + [old.mask_id]) == sample + "[MASK]"
+    if name == "byte":  # no eot to parse the marker into: it stays plain text
+        assert old.encode("<|endoftext|>", allow_eot=True) == list(b"<|endoftext|>")
 
 
 def test_state_with_wrong_vocab_size_is_refused():
