@@ -18,9 +18,12 @@ $$ \mathrm{MFU} = \frac{\text{tokens/s} \cdot F}{\text{peak FLOP/s}}, \qquad
 
 with F from `Transformer.flops_per_token`: $6N$ for the N weights (a multiply-add per token
 forward, two backward; Kaplan et al. 2020) and $12 L H Q T$ for the attention scores and
-their weighted sum (L layers, H heads of size Q, T positions). The same F is used for both
-objectives and every lever, so the MFU column compares directly; the peak is the dense
-bf16 tensor-core peak (989 TFLOP/s for an H100 or H200 SXM) for every row.
+their weighted sum (L layers, H heads of size Q, T positions). The output head (the tied
+embedding) is counted where the objective needs it: at every position for the
+autoregressive loss, at the masked half for the diffusion loss (linear schedule,
+$E[1 - \alpha(t)] = 1/2$), so F is smaller for diffusion, and a variant that computes the
+head everywhere (`full-head`) keeps the diffusion F: its extra work shows as lower MFU. The
+peak is the dense bf16 tensor-core peak (989 TFLOP/s for an H100 or H200 SXM) for every row.
 
 **Sampling.** `time_sampling` times `sample.generate` for one strategy, number of steps and
 batch size and counts the network calls; the autoregressive twin generates the same number
@@ -48,6 +51,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .config import load_config
+from .corrupt import get_schedule
 from .loss import ar_loss, diffusion_loss
 from .model import ModelConfig, Transformer
 from .muon import build_optimizer
@@ -219,12 +223,13 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     if spec.full_head:
         model = FullHead(model)
     generator = torch.Generator(device=device).manual_seed(0)
-    # real tokens only; the AR rows get one more so that both objectives see T input positions
-    data = torch.randint(0, cfg.mask_id, (spec.batch_size, spec.seq_len + causal), device=device, generator=generator)
+    # real tokens only; both objectives score all T positions (the AR loss after its BOS)
+    data = torch.randint(0, cfg.mask_id, (spec.batch_size, spec.seq_len), device=device, generator=generator)
 
     def step():
         with _autocast(device, spec.dtype):
-            loss = ar_loss(model, data) if causal else diffusion_loss(model, data, "linear", cfg.mask_id, generator)
+            loss = (ar_loss(model, data, cfg.mask_id) if causal
+                    else diffusion_loss(model, data, "linear", cfg.mask_id, generator))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
@@ -241,7 +246,9 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     _sync(device)
     elapsed = time.perf_counter() - start
     tokens_per_s = spec.batch_size * spec.seq_len * spec.steps / elapsed
-    flops = net.flops_per_token()
+    # the diffusion loss needs the head only at masked positions (half of them, linear schedule), also
+    # in the full-head variant, whose extra head work is waste: it shows as a lower MFU
+    flops = net.flops_per_token(head_share=1.0 if causal else get_schedule("linear").mean_mask_prob())
     mfu = tokens_per_s * flops / (peak_tflops * 1e12) if peak_tflops else None
     return dict(kind="train", **asdict(spec), params=net.num_params(), flops_per_token=flops, warmup_s=warmup_s,
                 step_ms=1000 * elapsed / spec.steps, tokens_per_s=tokens_per_s, peak_gib=_peak_gib(device),

@@ -13,12 +13,18 @@ sequence length L. A model that predicts the uniform distribution over the V rea
 scores exactly $\log V$: at time t about $(1-\alpha)L$ tokens are masked, each costs
 $\log V$, and $\int_0^1 -\alpha'(t)\,dt = 1$.
 
-**Autoregressive.** The usual next-token cross-entropy, also in nats per token, so the two
-can be compared on the same data.
+**Autoregressive.** The usual next-token cross-entropy, also in nats per token, after a
+beginning-of-sequence token, so that it scores the same L positions as the bound and the
+two can be compared on the same data.
+
+**Any denoiser.** Everything here needs only `net(ids (B, L)) -> logits (B, L, V)` (the
+contract `model.Denoiser` writes down); the library's Transformer also takes `only_at=` and
+then runs its output head at the masked positions alone, which `masked_logits` uses.
 
 References: Sahoo et al. 2024 (MDLM), Shi et al. 2024 (MD4), Nie et al. 2025 (LLaDA).
 """
 
+import inspect
 import math
 from itertools import combinations
 
@@ -27,20 +33,50 @@ import torch.nn.functional as F
 
 from .corrupt import corrupt, get_schedule, sample_times
 
-__all__ = ["diffusion_loss", "masked_cross_entropy", "weigh", "ar_loss", "nll_bound", "exact_nelbo", "WEIGHTINGS"]
+__all__ = ["diffusion_loss", "masked_logits", "masked_cross_entropy", "weigh", "ar_loss", "nll_bound", "exact_nelbo",
+           "WEIGHTINGS"]
 
 WEIGHTINGS = ("elbo", "mean")
+
+
+def _offers_only_at(net) -> bool:
+    """Does the net (or the module inside a DDP or torch.compile wrapper) take an `only_at` argument?"""
+    while True:  # look through the wrappers: torch.compile keeps the module as ._orig_mod, DDP as .module
+        if hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        elif isinstance(net, torch.nn.parallel.DistributedDataParallel):
+            net = net.module
+        else:
+            break
+    forward = getattr(net, "forward", net)
+    try:
+        return "only_at" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        return False
+
+
+def masked_logits(net, xt, is_masked):
+    """Logits (N, V) of the denoiser at the positions where is_masked (B, L) is True, row-major.
+
+    Any denoiser works (the contract of `model.Denoiser`: ids (B, L) -> logits (B, L, V)).
+    A net whose `forward` takes `only_at`, as `model.Transformer` does, runs its output head
+    only at those positions; any other net is called plainly and its (B, L, V) logits are
+    indexed here, with the same numbers.
+    """
+    logits = net(xt, only_at=is_masked) if _offers_only_at(net) else net(xt)
+    if logits.dim() == 3:  # (B, L, V): every position came back
+        logits = logits[is_masked]  # (N, V)
+    return logits
 
 
 def masked_cross_entropy(net, x0, is_masked, mask_id):
     r"""$-\log p_\theta(x_0^i \mid x_t)$ at the masked positions, (N,) in row-major order.
 
-    x_t is x0 (B, L) with the positions of `is_masked` (B, L) replaced by the mask id.
-    `net(xt, only_at=is_masked)` must return logits at those positions only, as
-    `model.Transformer` does: the head runs only where it is needed.
+    x_t is x0 (B, L) with the positions of `is_masked` (B, L) replaced by the mask id; the
+    logits come from `masked_logits`, so any denoiser works.
     """
     xt = torch.where(is_masked, torch.full_like(x0, mask_id), x0)  # (B, L)
-    logits = net(xt, only_at=is_masked)  # (N, V)
+    logits = masked_logits(net, xt, is_masked)  # (N, V)
     return F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
 
 
@@ -77,10 +113,19 @@ def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo",
     return weigh(ce, is_masked, t, schedule, weighting)
 
 
-def ar_loss(net, x):
-    r"""Next-token cross-entropy $\frac{1}{B(L-1)} \sum_{b,i} -\log p_\theta(x^{b,i+1} \mid x^{b,\le i})$, nats per token."""
-    logits = net(x[:, :-1])  # (B, L-1, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+def ar_loss(net, x, mask_id):
+    r"""Next-token cross-entropy over all L tokens of each row of x (B, L), in nats per token.
+
+    $\frac{1}{BL} \sum_{b,i} -\log p_\theta(x^{b,i} \mid \text{bos}, x^{b,<i})$: the network reads
+    $[\text{bos}, x^0, \dots, x^{L-2}]$ and predicts $[x^0, \dots, x^{L-1}]$, so the first token of
+    a block is scored too (from no context), over exactly the positions the diffusion bound
+    covers. The beginning-of-sequence token is the mask id: a causal model never meets
+    [MASK] otherwise, so that row of its embedding is free (MDLM's AR baseline prepends a
+    BOS the same way). `sample.generate` starts a causal model from it too.
+    """
+    bos = torch.full_like(x[:, :1], mask_id)  # (B, 1)
+    logits = net(torch.cat([bos, x[:, :-1]], dim=1))  # (B, L, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
 
 
 @torch.no_grad()

@@ -28,13 +28,37 @@ layers); karpathy/nanoGPT for the layout.
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
+from safetensors.torch import load_model
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ModelConfig", "Transformer", "KVCache", "LocalMix"]
+__all__ = ["Denoiser", "ModelConfig", "Transformer", "KVCache", "LocalMix"]
+
+
+class Denoiser(Protocol):
+    """The contract every loss, bound, sampler and exercise checker of dllm_lite relies on.
+
+    Required, and all that is required: called on token ids (B, T), a LongTensor that may
+    hold the mask id, a denoiser returns logits (B, T, V) over the vocabulary (any float
+    dtype). A student's own `nn.Module` with that `forward` works everywhere.
+
+    Optional speed-ups that the library's `Transformer` offers and uses when present:
+    - `net(ids, only_at=is_masked)` returns logits only where the boolean (B, T) is True,
+      (N, V) in row-major order; the losses pass it only to a net whose `forward` has an
+      `only_at` parameter (and still accept (B, T, V) back);
+    - `net.cfg.seq_len` bounds the length `sample.generate` allows, and `net.cfg.causal`
+      marks an autoregressive model, sampled left to right;
+    - `net.new_cache(batch_size)` and `net(ids, cache=...)`: key/value-cached decoding.
+    """
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -223,10 +247,13 @@ class Block(nn.Module):
         return x + self.dropout(self.mlp(self._mixed(self.norm2(x), 1, cache, layer)))
 
 
-class Transformer(nn.Module):
+class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
     """The denoiser $p_\\theta(x_0 \\mid x_t)$ (causal=False) or a GPT (causal=True).
 
     `net(idx)` maps ids (B, T) to logits (B, T, vocab_size); the mask token's logit is -inf.
+    From huggingface_hub's PyTorchModelHubMixin: `net.save_pretrained(folder)` writes
+    model.safetensors and config.json, `Transformer.from_pretrained(folder or Hub repo id)`
+    reads them back and `net.push_to_hub(repo_id)` shares them (see dllm_lite.export).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -266,6 +293,18 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():  # ... then the residual projections again, smaller
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, cfg: ModelConfig, map_location: str = "cpu", strict: bool = True,
+                         **download):
+        """The hub mixin's hook behind `Transformer.from_pretrained`: the network of config.json's `cfg`
+        with model.safetensors loaded into it, strictly (no weight missing or left over), printing nothing."""
+        weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
+        if not Path(model_id).is_dir():  # a Hub repo id: download its weights (or take them from the cache)
+            weights = hf_hub_download(model_id, SAFETENSORS_SINGLE_FILE, **download)
+        net = cls(cfg)
+        load_model(net, weights, strict=strict)
+        return net.to(map_location).eval()
 
     def features(self, idx: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
         """The final normalised hidden states (B, T, n_embd), before the output head."""
@@ -307,8 +346,18 @@ class Transformer(nn.Module):
         """
         h = self.features(idx, cache)  # (B, T, C)
         if only_at is not None:
-            h = h[only_at]  # (N, C)
+            return self._head_at(h, only_at)  # (N, V)
         return self.head(h)
+
+    @torch.compiler.disable
+    def _head_at(self, h: torch.Tensor, only_at: torch.Tensor) -> torch.Tensor:
+        """The head at the True positions of only_at (B, T): (N, vocab_size).
+
+        N changes from batch to batch and the boolean index syncs with the host, so under
+        torch.compile this part runs eagerly: the compiled graph (the trunk) keeps a fixed
+        shape and is not recompiled for every new count of masked tokens.
+        """
+        return self.head(h[only_at])
 
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty key/value cache for `batch_size` sequences (causal models only)."""
@@ -318,22 +367,31 @@ class Transformer(nn.Module):
         return KVCache(self.cfg, batch_size, p.device, p.dtype)
 
     def num_params(self, non_embedding: bool = False) -> int:
-        """Parameter count; non_embedding=True leaves out the (tied) token and position embeddings."""
+        """Parameter count; non_embedding=True leaves out the (tied) token and the position embeddings."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.embed.weight.numel()
-        if self.pos_embed is not None:
-            n -= self.pos_embed.weight.numel()
+            if self.pos_embed is not None:
+                n -= self.pos_embed.weight.numel()
         return n
 
-    def flops_per_token(self, seq_len: "int | None" = None) -> int:
-        r"""Training FLOPs per token, forward and backward: $6N + 12 \cdot L \cdot H \cdot Q \cdot T$.
+    def flops_per_token(self, seq_len: "int | None" = None, head_share: float = 1.0) -> int:
+        r"""Training FLOPs per token, forward and backward: $6 N_{body} + 6 s N_{head} + 12 \cdot L \cdot H \cdot Q \cdot T$.
 
-        N weights each cost a multiply and an add per token forward, twice that backward (6N);
-        attention adds $QK^\top$ and $AV$, each $2 \cdot H \cdot Q \cdot T$ per token per layer, forward,
-        times three with the backward pass. Q is the head size, T the sequence length. The
-        same formula is used for both modes, so MFU figures compare directly.
+        A weight costs a multiply and an add per token forward, twice that backward (6 per
+        weight). $N_{head}$ is the tied embedding, which is a matrix product only as the output
+        head (as an input it is a lookup); $N_{body}$ is every other weight except learned
+        positions (a lookup too). The head runs at a share `head_share` = s of the positions:
+        1 for the autoregressive loss, the expected masked share $E_t[1 - \alpha(t)]$ for the
+        diffusion loss, whose head runs only at masked positions (1/2 for the linear schedule,
+        $1 - 2/\pi$ for the cosine one: `corrupt.Schedule.mean_mask_prob`). Attention adds
+        $QK^\top$ and $AV$, each $2 \cdot H \cdot Q \cdot T$ per token per layer forward, times
+        three with the backward pass; Q is the head size, T the sequence length.
         """
+        if not 0 <= head_share <= 1:
+            raise ValueError(f"head_share is a share of the positions, in [0, 1]; got {head_share}")
         L, H, Q = self.cfg.n_layer, self.cfg.n_head, self.cfg.head_dim
         T = seq_len or self.cfg.seq_len
-        return 6 * self.num_params() + 12 * L * H * Q * T
+        head = self.embed.weight.numel()
+        body = self.num_params(non_embedding=True)
+        return round(6 * body + 6 * head_share * head) + 12 * L * H * Q * T

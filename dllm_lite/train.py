@@ -118,7 +118,7 @@ def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=
 def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
     """The training objective of cfg.train on the batch x (B, L), in nats per token."""
     if cfg.train.objective == "autoregressive":
-        return ar_loss(net, x)
+        return ar_loss(net, x, mask_id)
     return diffusion_step_loss(net, x, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank, world_size)
 
 

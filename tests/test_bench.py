@@ -96,13 +96,17 @@ def test_mfu_uses_flops_per_token_and_the_given_peak(tiny_run):
     for row in results["training"]:
         cfg = ModelConfig(vocab_size=row["vocab_size"], n_layer=row["n_layer"], n_head=row["n_head"],
                           n_embd=row["n_embd"], seq_len=row["seq_len"], causal=row["objective"] == "autoregressive")
-        flops = Transformer(cfg).flops_per_token()
+        flops = Transformer(cfg).flops_per_token(head_share=1.0 if cfg.causal else 0.5)
         assert row["flops_per_token"] == flops
         assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / (PEAK * 1e12))
-    base = next(r for r in results["training"] if r["name"] == "diffusion")
-    # by hand: 6 N + 12 L H Q T, N counting the tied embedding once
+    # by hand: 6 N + 12 L H Q T, N counting the tied embedding once; the diffusion head runs at the masked half
+    rows = {r["name"]: r for r in results["training"]}
+    base, ar = rows["diffusion"], rows["autoregressive"]
     L, H, Q, T = base["n_layer"], base["n_head"], base["n_embd"] // base["n_head"], base["seq_len"]
-    assert base["flops_per_token"] == 6 * base["params"] + 12 * L * H * Q * T
+    head = -(-base["vocab_size"] // 64) * 64 * base["n_embd"]
+    assert ar["flops_per_token"] == 6 * ar["params"] + 12 * L * H * Q * T
+    assert base["flops_per_token"] == 6 * (base["params"] - head) + 3 * head + 12 * L * H * Q * T
+    assert rows["diffusion full-head"]["flops_per_token"] == base["flops_per_token"]  # useful work only
 
 
 def test_ratios_compare_like_with_like(tiny_run):
@@ -115,7 +119,7 @@ def test_ratios_compare_like_with_like(tiny_run):
 
 
 def test_a_failing_variant_becomes_an_error_row(monkeypatch, tmp_path):
-    def broken(net, x):
+    def broken(net, x, mask_id):
         raise RuntimeError("simulated out of memory")
 
     monkeypatch.setattr(bench, "ar_loss", broken)

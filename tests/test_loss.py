@@ -52,7 +52,7 @@ def test_exact_nelbo_matches_the_enumeration(peaked_net):
     assert abs(expected - math.log(4)) > 0.1  # the peaked net is clearly not uniform
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "quadratic"])
 def test_nll_bound_agrees_with_the_exact_nelbo(peaked_net, schedule):
     x0 = torch.tensor([[0, 1, 2, 3, 1, 0]])
     exact = enumerated_nelbo(peaked_net, x0[0], 4)
@@ -79,7 +79,7 @@ def test_uniform_predictor_has_bound_log_v():
     mean, stderr = loss.nll_bound(net, x0, "linear", 8, n_samples=4096, generator=torch.Generator().manual_seed(0),
                                   return_stderr=True)
     assert abs(mean - math.log(8)) < 4 * stderr
-    assert loss.ar_loss(net, torch.randint(0, 8, (2, 7))).item() == pytest.approx(math.log(8))
+    assert loss.ar_loss(net, torch.randint(0, 8, (2, 7)), 8).item() == pytest.approx(math.log(8))
 
 
 def test_masked_head_loss_equals_full_head_loss():
@@ -114,12 +114,79 @@ def test_diffusion_loss_backpropagates():
     assert net.embed.weight.grad is not None and torch.isfinite(net.embed.weight.grad).all()
 
 
-def test_ar_loss_matches_manual_cross_entropy():
+def test_ar_loss_scores_every_token_after_a_bos():
     net = tiny_net(vocab_size=13, seq_len=16, causal=True)
     x = torch.randint(0, 12, (3, 16))
-    logp = torch.log_softmax(net(x[:, :-1]), dim=-1)
-    manual = -logp.gather(-1, x[:, 1:, None]).mean()
-    assert loss.ar_loss(net, x).item() == pytest.approx(manual.item(), rel=1e-6)
+    inputs = torch.cat([torch.full((3, 1), 12), x[:, :-1]], dim=1)  # [bos = mask id, x_0 .. x_14]
+    logp = torch.log_softmax(net(inputs), dim=-1)  # (3, 16, V)
+    manual = -logp.gather(-1, x[:, :, None]).mean()  # all 16 targets, the first one included
+    assert loss.ar_loss(net, x, 12).item() == pytest.approx(manual.item(), rel=1e-6)
+    first = -logp[:, 0].gather(-1, x[:, :1]).mean()  # the context-free first token is part of it
+    assert first.item() > 0
+
+
+def test_ar_loss_of_a_uniform_model_is_log_v():
+    x = torch.randint(0, 12, (4, 10))
+    assert loss.ar_loss(Uniform(13), x, 12).item() == pytest.approx(math.log(12), rel=1e-6)
+
+
+class PlainDenoiser(nn.Module):
+    """A student's own denoiser: ids (B, L) -> logits (B, L, V), nothing else (no only_at, no cfg)."""
+
+    def __init__(self, vocab_size=13, seq_len=16, width=32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.positions = nn.Parameter(torch.randn(seq_len, width) * 0.1)
+        self.mix = nn.TransformerEncoderLayer(width, nhead=2, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(width, vocab_size)
+        self.vocab_size = vocab_size
+
+    def forward(self, idx):
+        logits = self.out(self.mix(self.embed(idx) + self.positions[: idx.shape[1]]))  # (B, L, V)
+        return logits.masked_fill(torch.arange(self.vocab_size) == self.vocab_size - 1, float("-inf"))
+
+
+def test_a_plain_module_trains_is_bounded_and_samples():
+    torch.manual_seed(0)
+    net = PlainDenoiser()
+
+    class OnlyAt(nn.Module):  # the same net with the optional fast path: the numbers must not change
+        def forward(self, idx, only_at=None):
+            return net(idx) if only_at is None else net(idx)[only_at]
+
+    x0 = torch.arange(16).remainder(12).repeat(8, 1)  # (8, 16): one sequence to memorise
+    for weighting in loss.WEIGHTINGS:
+        plain = loss.diffusion_loss(net, x0, "linear", 12, torch.Generator().manual_seed(1), weighting)
+        fast = loss.diffusion_loss(OnlyAt(), x0, "linear", 12, torch.Generator().manual_seed(1), weighting)
+        assert plain.item() == pytest.approx(fast.item(), rel=1e-6)
+    g = torch.Generator().manual_seed(2)
+    before = loss.nll_bound(net, x0[:2], "linear", 12, n_samples=32, generator=g)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    for step in range(60):
+        optimizer.zero_grad()
+        loss.diffusion_loss(net, x0, "linear", 12, torch.Generator().manual_seed(step)).backward()
+        optimizer.step()
+    after = loss.nll_bound(net, x0[:2], "linear", 12, n_samples=32, generator=g)
+    assert after < before - 0.5, (before, after)
+    from dllm_lite import sample
+
+    ids = sample.generate(net.eval(), mask_id=12, length=16, steps=8, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (1, 16) and (ids != 12).all()
+
+
+def test_only_at_is_found_through_compile_and_used():
+    net = tiny_net(vocab_size=13, seq_len=16)
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, idx, only_at=None):
+            seen.append(only_at is not None)
+            return net(idx, only_at=only_at)
+
+    loss.masked_logits(Spy(), torch.zeros(2, 16, dtype=torch.long), torch.rand(2, 16) < 0.5)
+    loss.masked_logits(torch.compile(Spy(), backend="eager"), torch.zeros(2, 16, dtype=torch.long),
+                       torch.rand(2, 16) < 0.5)
+    assert seen == [True, True]
 
 
 def test_exact_nelbo_refuses_long_sequences():

@@ -47,9 +47,9 @@ def test_only_at_gives_the_same_logits_as_the_full_head():
     assert torch.allclose(net(x, only_at=where), net(x)[where], atol=1e-6)
 
 
-@pytest.mark.parametrize("conv", [0, 2, 3])
-def test_kv_cache_matches_full_forward(conv):
-    net = with_random_taps(tiny_net(vocab_size=11, seq_len=16, causal=True, conv=conv))
+@pytest.mark.parametrize("conv,position", [(0, "rotary"), (2, "rotary"), (3, "rotary"), (0, "learned"), (3, "learned")])
+def test_kv_cache_matches_full_forward(conv, position):
+    net = with_random_taps(tiny_net(vocab_size=11, seq_len=16, causal=True, conv=conv, position=position))
     x = torch.randint(0, 10, (2, 10))
     full = net(x)
     cache = net.new_cache(2)
@@ -141,3 +141,24 @@ def test_gpt2_small_shape_parameter_count_and_flops():
     assert 123e6 < n < 125e6
     assert net.flops_per_token() == 6 * n + 12 * 12 * 12 * 64 * 1024
     assert net.num_params(non_embedding=True) == n - 50304 * 768
+
+
+def test_learned_positions_count_as_parameters_but_not_as_flops():
+    rotary = tiny_net(vocab_size=7, seq_len=8)
+    learned = tiny_net(vocab_size=7, seq_len=8, position="learned")
+    positions = 8 * 32
+    assert learned.num_params() == rotary.num_params() + positions  # they are weights the optimiser trains
+    assert learned.num_params(non_embedding=True) == rotary.num_params(non_embedding=True)
+    assert learned.flops_per_token() == rotary.flops_per_token()  # a lookup costs no matrix product
+
+
+def test_diffusion_flops_count_the_head_at_the_masked_share():
+    with torch.device("meta"):
+        net = Transformer(ModelConfig(vocab_size=50258, n_layer=12, n_head=12, n_embd=768, seq_len=1024))
+    head, attention = 50304 * 768, 12 * 12 * 12 * 64 * 1024
+    body = net.num_params() - head
+    assert net.flops_per_token(head_share=0.5) == 6 * body + 3 * head + attention
+    assert net.flops_per_token(head_share=0.0) == 6 * body + attention
+    assert net.flops_per_token() / net.flops_per_token(head_share=0.5) == pytest.approx(1.157, abs=1e-3)
+    with pytest.raises(ValueError, match="share"):
+        net.flops_per_token(head_share=1.5)
