@@ -15,13 +15,14 @@ Sahoo et al. 2024 (MDLM); karpathy/nanoGPT sample.py for the command's shape.
 """
 
 import argparse
+import math
 import re
 import sys
 from contextlib import nullcontext
 
 import torch
 
-from .sample import STRATEGIES, generate
+from .sample import STRATEGIES, decode_blocks, generate
 from .train import load_checkpoint, resolve_device
 
 __all__ = ["parse_prompt", "main", "MASK_PATTERN"]
@@ -51,7 +52,7 @@ def parse_prompt(text: str, tokenizer) -> list[int]:
 
 
 def _plan(args, net, tokenizer, cfg):
-    """Check the request against the model; return (prompt ids or None, length, steps, ids to hide)."""
+    """Check the request against the model; return (prompt ids or None, length, steps, block_size, ids to hide)."""
     seq_len, causal = cfg.model.seq_len, net.cfg.causal
     prompt = None
     if args.prompt is not None:
@@ -83,13 +84,33 @@ def _plan(args, net, tokenizer, cfg):
     if length + n_masks == 0:
         raise ValueError(f"nothing to generate: the prompt fills all {seq_len} positions and has no [MASK]; use "
                          f"a shorter prompt, or --length > 0")
-    if args.steps is None:
-        steps = min(cfg.sample.steps, length + n_masks)
-    elif args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    block_size, blocks = _block_plan(args, cfg, prompt, length, tokenizer.mask_id, causal)
+    if args.steps is None:
+        steps = max(min(cfg.sample.steps, length + n_masks), blocks)
     else:
         steps = args.steps
-    return prompt, length, steps, hidden
+    return prompt, length, steps, block_size, hidden
+
+
+def _block_plan(args, cfg, prompt, length, mask_id, causal):
+    """(block_size or None, the number of blocks) the request decodes; --steps below that is an error."""
+    default = cfg.sample.block_size
+    block_size = args.block_size if args.block_size is not None else (default if default and default <= length else None)
+    if block_size is None or causal:
+        return None, 1
+    if block_size < 1:
+        raise ValueError(f"--block-size must be at least 1, got {block_size}; omit it to decode in one block")
+    is_masked = torch.tensor((prompt or []) + [mask_id] * length) == mask_id  # (T,)
+    blocks = len(decode_blocks(is_masked, block_size))
+    if args.steps is not None and args.steps < blocks:
+        named = "--block-size" if args.block_size is not None else "the checkpoint's sample.block_size"
+        region = len(is_masked) - int(is_masked.nonzero()[0])  # from the first mask to the end
+        raise ValueError(f"--steps {args.steps} is fewer than the {blocks} blocks of {named} {block_size} (one step "
+                         f"per block at least); raise --steps to {blocks} or --block-size to "
+                         f"{math.ceil(region / args.steps)}")
+    return block_size, blocks
 
 
 def main(argv=None) -> int:
@@ -99,7 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint file, e.g. runs/tiny/latest.pt")
     parser.add_argument("--prompt", help="text to continue; omit for unconditional generation")
     parser.add_argument("--length", type=int, help="new tokens after the prompt (default: sample.length; 0 with [MASK])")
-    parser.add_argument("--steps", type=int, help="network calls (default: sample.steps)")
+    parser.add_argument("--steps", type=int, help="network calls, at least one per block (default: sample.steps)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="which masked tokens to reveal at each step")
     parser.add_argument("--temperature", type=float, help="0 is greedy")
     parser.add_argument("--top-k", type=int, help="keep the k most likely tokens")
@@ -115,13 +136,12 @@ def main(argv=None) -> int:
             raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
         device = resolve_device(args.device)
         net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
-        prompt, length, steps, hidden = _plan(args, net, tokenizer, cfg)
+        prompt, length, steps, block_size, hidden = _plan(args, net, tokenizer, cfg)
         s = cfg.sample
 
         def pick(given, default):  # a command-line option wins over the checkpoint's sample section
             return default if given is None else given
 
-        block_size = pick(args.block_size, s.block_size if s.block_size and s.block_size <= length else None)
         generator = torch.Generator(device=device).manual_seed(args.seed)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         with autocast:

@@ -40,7 +40,7 @@ from .corrupt import get_schedule
 
 __all__ = [
     "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
-    "reveal_counts", "select_most_confident",
+    "reveal_counts", "select_most_confident", "decode_blocks",
 ]
 
 STRATEGIES = ("ancestral", "confidence", "threshold")
@@ -180,16 +180,26 @@ def _prompt_tensor(prompt, device) -> torch.Tensor:
     return prompt
 
 
-def _blocks(is_masked, block_size, steps):
-    """[(columns, steps)]: the region from the first mask to the end, cut into blocks that hold a mask."""
+def decode_blocks(is_masked, block_size) -> list[torch.Tensor]:
+    """The blocks that `generate` fills one after another, left to right: a list of column indices.
+
+    is_masked (T,) bool, one sequence. block_size=None is one block of all T columns;
+    otherwise the region from the first mask to the end is cut into runs of `block_size`
+    columns and the runs that hold a mask are kept. Each block needs at least one step.
+    """
     T = is_masked.shape[0]
     if block_size is None:
-        return [(torch.arange(T), steps)]
+        return [torch.arange(T)]
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1 (or None for one block), got {block_size}")
     start = int(is_masked.nonzero()[0])
     cuts = [torch.arange(a, min(a + block_size, T)) for a in range(start, T, block_size)]
-    cuts = [cols for cols in cuts if is_masked[cols].any()]
+    return [cols for cols in cuts if is_masked[cols].any()]
+
+
+def _blocks(is_masked, block_size, steps):
+    """[(columns, steps)]: the blocks of `decode_blocks`, `steps` shared evenly, the first get the remainder."""
+    cuts = decode_blocks(is_masked, block_size)
     if steps < len(cuts):
         raise ValueError(f"steps={steps} is fewer than the {len(cuts)} blocks: raise steps or block_size")
     base, extra = divmod(steps, len(cuts))

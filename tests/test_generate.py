@@ -6,6 +6,7 @@ import torch
 
 from conftest import CORPUS, assert_one_line_error, write_config
 from dllm_lite import generate, train
+from dllm_lite.checkpoint import load_checkpoint
 from dllm_lite.config import load_config
 from dllm_lite.tokenize import get_tokenizer
 
@@ -36,6 +37,12 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+def token_ids(checkpoint, text) -> list[int]:
+    """The checkpoint's (character) tokenizer's ids of a printed sample, end-of-text included, so that
+    a generated end-of-text (printed as <|endoftext|>) counts as the one token it is."""
+    return load_checkpoint(checkpoint)[1].encode(text, allow_eot=True)
+
+
 def test_parse_prompt_masks_and_pieces():
     tok = get_tokenizer("char", text=CORPUS)
     m = tok.mask_id
@@ -53,7 +60,7 @@ def test_diffusion_continues_the_prompt(checkpoints, capsys):
                          "--steps", "5", "--seed", "1")
     assert code == 0, err
     text = out[:-1]  # print's newline (the text itself may hold newlines)
-    assert text.startswith("the ") and len(text) == 14 and "[MASK]" not in text
+    assert text.startswith("the ") and len(token_ids(checkpoints["diffusion"], text)) == 14 and "[MASK]" not in text
     assert run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the ", "--length", "10", "--steps", "5",
                "--seed", "1")[1] == out  # the seed fixes the sample
 
@@ -69,15 +76,16 @@ def test_infilling_fills_only_the_masks(checkpoints, capsys):
     code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the [MASK:4] brown[MASK]",
                          "--block-size", "2")
     assert code == 0, err
-    text = out[:-1]
-    assert len(text) == len("the ") + 4 + len(" brown") + 1
-    assert text.startswith("the ") and text[8:14] == " brown" and "[MASK]" not in text
+    ids = token_ids(checkpoints["diffusion"], out[:-1])
+    assert len(ids) == len("the ") + 4 + len(" brown") + 1
+    assert out.startswith("the ") and ids[8:14] == token_ids(checkpoints["diffusion"], " brown")
+    assert "[MASK]" not in out
 
 
 def test_autoregressive_checkpoint(checkpoints, capsys):
     code, out, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--prompt", "she ", "--length", "6")
     assert code == 0, err
-    assert out.startswith("she ") and len(out[:-1]) == 10
+    assert out.startswith("she ") and len(token_ids(checkpoints["autoregressive"], out[:-1])) == 10
     code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--prompt", "she [MASK] sea")
     assert_one_line_error(code, err, "autoregressive", "cannot infill")
     code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"])  # a char vocabulary has no eot
@@ -98,3 +106,28 @@ def test_errors_are_one_line(checkpoints, capsys, tmp_path):
     assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--steps", "0")[::2], "--steps", "at least 1")
     assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "the ", "--strategy", "threshold")[::2],
                           "threshold")
+
+
+def test_steps_below_the_number_of_blocks_is_one_line_before_sampling(checkpoints, capsys, monkeypatch):
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled although --steps is below the number of blocks")
+
+    monkeypatch.setattr(generate, "generate", no_sampling)
+    ckpt = checkpoints["diffusion"]
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--length", "16", "--block-size", "4", "--steps", "2")[::2],
+                          "--steps 2 is fewer than the 4 blocks", "raise --steps to 4 or --block-size to 8")
+    # infilling: the blocks run from the first mask to the end, and only those holding a mask count
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "the [MASK:2] brown fox [MASK]",
+                               "--block-size", "3", "--steps", "1")[::2], "fewer than the 2 blocks", "--steps to 2")
+    assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--length", "4", "--block-size", "0")[::2],
+                          "--block-size must be at least 1")
+
+
+def test_default_steps_cover_every_block(checkpoints, capsys):
+    # sample.steps is 6 in this checkpoint; blocks of one token need 10 steps
+    code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--length", "10", "--block-size", "1")
+    assert code == 0, err
+    assert len(token_ids(checkpoints["diffusion"], out[:-1])) == 10
+    code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--length", "10", "--block-size", "5",
+                         "--steps", "2")
+    assert code == 0, err

@@ -247,6 +247,13 @@ def test_blocks_share_the_steps(steps, expected):
                 assert (state[0, 3 * i : 3 * i + 3] == MASK).all()
 
 
+def test_decode_blocks_start_at_the_first_mask_and_skip_blocks_without_one():
+    is_masked = torch.tensor([False, False, True, True, False, False, False, False, True, True])
+    assert [cols.tolist() for cols in sample.decode_blocks(is_masked, 3)] == [[2, 3, 4], [8, 9]]  # not [5, 6, 7]
+    assert [cols.tolist() for cols in sample.decode_blocks(is_masked, None)] == [list(range(10))]
+    assert len(sample.decode_blocks(torch.ones(16, dtype=torch.bool), 4)) == 4
+
+
 def test_autoregressive_cache_matches_recompute():
     net = CountingNet(tiny_net(causal=True))
     outs = []
