@@ -13,9 +13,17 @@ Where the text comes from (`data.dataset`):
   ``datasets.load_dataset(path, name=subset)`` call. The big ones are streamed and read
   only up to `data.max_tokens`.
 
-A dataset without a validation split gets one carved out: a seeded `train_test_split` of
-its documents (one document: the character cut above; a stream: its first
-``val_fraction * max_tokens`` tokens, training starting after them).
+A dataset without a validation split gets one carved out, by characters, so that its
+share is the `val_fraction` asked whatever the number and sizes of the documents. The
+documents are put in a seeded order and read as one text of C characters: training keeps
+the first ``int(C * (1 - val_fraction))``, validation the rest, and the one document that
+straddles the cut is cut at a character (its head ends training, its tail starts
+validation). One document gives the contiguous cut above; two files give validation
+`val_fraction` of their text, not one file of the two as a split by document count would.
+Characters stand in for tokens: the token share matches to within how much denser one
+document tokenizes than another. The seeded order keeps validation from always being the
+last files of a glob. A stream is cut by tokens instead: its first
+``val_fraction * max_tokens`` tokens are validation, training starting after them.
 
 Packing. Each document is tokenized and followed by the end-of-text id (gpt2, char and
 byte all have one; only a tiktoken encoding without <|endoftext|> has none) and all of
@@ -32,7 +40,8 @@ of that boundary and learns from the eot that they do not belong together.
 The flat array is written once per (source, split, tokenizer, val_fraction, max_tokens)
 into `data.cache_dir` as raw ``uint16`` (``uint32`` when an id exceeds 65,535) with a JSON
 sidecar, atomically (temporary file, then rename), and read back as a `np.memmap`:
-the second run starts at once.
+the second run starts at once. The file name hashes everything that changes the tokens
+(see `_cache_paths`), and `CACHE_VERSION` changes whenever the way tokens are made does.
 
 References: nanoGPT data/openwebtext/prepare.py (map-tokenize, one uint16 memmap) and
 data/shakespeare_char/prepare.py; the MDLM code base (kuleshov-group/mdlm, dataloader.py),
@@ -50,6 +59,7 @@ import socket
 import tempfile
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -77,7 +87,7 @@ SPLIT_SEED = 0  # the seed of the validation carve: fixed, so every run agrees o
 CHUNK_DOCS = 50_000  # documents per map() call: bounds memory, lets max_tokens stop early
 STREAM_BATCH = 1_000  # documents encoded together when streaming
 HUB_TIMEOUT_S = 3.0
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: validation carved by characters, not by document count
 OFFLINE_FIX = ("train offline on the bundled corpus with data.dataset=tiny_shakespeare, or on your own files "
                "with data.dataset=text data.data_files=path/*.txt")
 
@@ -192,14 +202,44 @@ def _check_utf8(files) -> None:
 
 
 def _carve(train: datasets.Dataset, split: str, val_fraction: float, field: str) -> datasets.Dataset:
-    """Validation out of a train-only dataset: a seeded document split, or a character cut of a single document."""
+    """Validation out of a train-only dataset: the last val_fraction of its characters, documents in a seeded order.
+
+    With the documents in the order of a permutation seeded by SPLIT_SEED, ending at
+    characters ends[0] < ends[1] < ... < ends[-1] = C, training keeps characters [0, cut)
+    and validation [cut, C), where cut = int(C * (1 - val_fraction)): validation's share is
+    val_fraction to within one character. The document holding character `cut` is split
+    there. Returns only the text column. Warns (one line) when rounding to a whole
+    character moves the share by more than a tenth of val_fraction: a text that short
+    cannot have the share asked.
+    """
     if len(train) == 0:
         raise DataError("the dataset has no documents; check data.data_files and data.dataset")
-    if len(train) > 1:
-        return train.train_test_split(test_size=val_fraction, seed=SPLIT_SEED)["train" if split == "train" else "test"]
-    text = train[0][field]
-    cut = int(len(text) * (1 - val_fraction))  # the last val_fraction of the characters is validation
-    return datasets.Dataset.from_dict({field: [text[:cut] if split == "train" else text[cut:]]})
+    text_only = train.select_columns([field])
+    lengths = pc.fill_null(pc.utf8_length(text_only.with_format("arrow")[field]), 0).to_numpy()  # (n_docs,) characters
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(text_only))  # (n_docs,)
+    ends = np.cumsum(lengths[order])  # (n_docs,) where each document ends, in characters
+    total = int(ends[-1])
+    if total == 0:
+        raise DataError(f"the dataset has no text (its {len(train)} documents are empty); "
+                        f"check data.data_files and data.text_field")
+    cut = int(total * (1 - val_fraction))
+    share = (total - cut) / total
+    if abs(share - val_fraction) > val_fraction / 10:
+        warnings.warn(f"data: validation is {total - cut} character{'s' if total - cut > 1 else ''}, {share:.1%} of "
+                      f"the text rather than the {val_fraction:.0%} of data.val_fraction: the text is too short for "
+                      f"that share; use more text")
+    straddling = int(np.searchsorted(ends, cut, side="right"))  # the document that holds character `cut`
+    text = text_only[int(order[straddling])][field]
+    offset = cut - (int(ends[straddling]) - len(text))  # where that document is cut
+    if split == "train":
+        whole, piece, piece_first = order[:straddling], text[:offset], False
+    else:
+        whole, piece, piece_first = order[straddling + 1:], text[offset:], True
+    parts = [text_only.select(whole)]
+    if piece:
+        piece_part = datasets.Dataset.from_dict({field: [piece]}, features=text_only.features)
+        parts.insert(0 if piece_first else 1, piece_part)
+    return datasets.concatenate_datasets(parts)
 
 
 def _documents(data_cfg, split: str):
@@ -216,17 +256,16 @@ def _documents(data_cfg, split: str):
         raise DataError(f"{data_cfg.dataset!r} has no 'train' split (it has {', '.join(splits)}); "
                         f"pick a subset that has one with data.subset")
     own_validation = next((name for name in VALIDATION_SPLITS if name in splits), None)
-    skip = 0
-    if own_validation is not None:
-        docs = splits["train" if split == "train" else own_validation]
-    elif src.streaming:
-        docs, skip = splits["train"], (_caps(data_cfg)[1] if split == "train" else 0)
-    else:
-        docs = _carve(splits["train"], split, data_cfg.val_fraction, data_cfg.text_field)
+    docs = splits["train" if split == "train" or own_validation is None else own_validation]
     columns = docs.column_names
     if columns is not None and data_cfg.text_field not in columns:
         raise DataError(f"{data_cfg.dataset!r} has no column {data_cfg.text_field!r} (it has {', '.join(columns)}); "
                         f"set data.text_field to the column that holds the text")
+    skip = 0
+    if own_validation is None and src.streaming:
+        skip = _caps(data_cfg)[1] if split == "train" else 0
+    elif own_validation is None:
+        docs = _carve(docs, split, data_cfg.val_fraction, data_cfg.text_field)
     return docs, skip
 
 
@@ -409,7 +448,7 @@ def describe(data_cfg) -> str:
     elif src.streaming:
         validation = f"its own split, else the stream's first {fraction} of max_tokens"
     else:
-        validation = f"its own split, else a seeded {fraction} of the documents"
+        validation = f"its own split, else the last {fraction} of the text (documents in a seeded order)"
     parts = [where, "streamed" if src.streaming else None,
              f"first {data_cfg.max_tokens:,} training tokens" if data_cfg.max_tokens else None,
              f"tokenizer {data_cfg.tokenizer}", f"validation: {validation}"]

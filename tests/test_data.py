@@ -4,6 +4,7 @@ No test touches the network: hub names are either stopped by a closed connection
 replaced by a local folder laid out like a hub repository. Every file lives in tmp_path.
 """
 import json
+import re
 import time
 
 import datasets
@@ -95,13 +96,44 @@ def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
     for name, text in docs.items():
         (folder / name).write_text(text)
     cfg = section(tmp_path, dataset="text", data_files=str(folder / "*.txt"), val_fraction=0.34)
-    train, val = data.load_text(cfg, "train"), data.load_text(cfg, "validation")
-    assert len(train) == 3 and len(val) == 3  # ceil(0.34 * 6) = 3 documents held out
-    assert sorted(list(train["text"]) + list(val["text"])) == sorted(docs.values())
+    train, val = list(data.load_text(cfg, "train")["text"]), list(data.load_text(cfg, "validation")["text"])
+    total = sum(len(text) for text in docs.values())
+    assert sum(len(text) for text in val) == total - int(total * 0.66)  # the last 34 % of the characters
+    joined = "".join(train + val)  # the documents in the seeded order, one of them cut between the splits
+    assert len(joined) == total and sorted(re.findall(r"file \d\nsecond line of file \d\n", joined)) == sorted(docs.values())
     listed = section(tmp_path, dataset="text", data_files=[str(folder / "0.txt"), str(folder / "1.txt")])
-    tokens = np.concatenate([data.load_tokens(listed, gpt2, split) for split in ("train", "validation")])
-    assert (tokens == gpt2.eot_id).sum() == 2  # one eot after each document
-    assert sorted(gpt2.decode(tokens).split("<|endoftext|>")[:2]) == [docs["0.txt"], docs["1.txt"]]
+    train, val = (data.load_tokens(listed, gpt2, split) for split in ("train", "validation"))
+    # training: a whole file and the head of the other, each followed by eot; validation: the tail and its eot
+    assert (np.asarray(train) == gpt2.eot_id).sum() == 2 and (np.asarray(val) == gpt2.eot_id).sum() == 1
+    whole, cut_file, rest = gpt2.decode(np.concatenate([train[:-1], val])).split("<|endoftext|>")
+    assert sorted([whole, cut_file]) == [docs["0.txt"], docs["1.txt"]] and rest == ""
+
+
+def test_validation_of_a_multi_file_corpus_is_val_fraction_of_its_text(tmp_path, gpt2):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    texts = ["the first file is about apples and pears. " * 70, "the second file is about ships at sea. " * 40]
+    for i, text in enumerate(texts):
+        (folder / f"{i}.txt").write_text(text)
+    cfg = section(tmp_path, dataset="text", data_files=str(folder / "*.txt"))  # val_fraction 0.05
+    train, val = data.load_tokens(cfg, gpt2, "train"), data.load_tokens(cfg, gpt2, "validation")
+    assert 0.045 < len(val) / (len(train) + len(val)) < 0.055  # a split by documents gives one file of two: ~40 %
+    train_text, val_text = data.load_text(cfg, "train")["text"], data.load_text(cfg, "validation")["text"]
+    total = sum(len(text) for text in texts)
+    assert sum(len(text) for text in val_text) == total - int(total * 0.95)  # exact to the character
+    joined = "".join(list(train_text) + list(val_text))  # the cut document's head ends training, its tail starts validation
+    assert joined in (texts[0] + texts[1], texts[1] + texts[0])
+    assert (np.asarray(train) == gpt2.eot_id).sum() == 2 and (np.asarray(val) == gpt2.eot_id).sum() == 1
+
+
+def test_a_text_too_short_for_the_validation_share_warns(tmp_path):
+    for name, text in (("a.txt", "abc"), ("b.txt", "de")):
+        (tmp_path / name).write_text(text)
+    cfg = section(tmp_path, dataset="text", data_files=str(tmp_path / "*.txt"))
+    with pytest.warns(UserWarning, match=r"validation is 1 character.*20\.0% .*5% .*data.val_fraction") as caught:
+        val = data.load_text(cfg, "validation")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert len("".join(val["text"])) == 1
 
 
 def test_local_json_with_a_text_field_and_a_seeded_split(tmp_path, gpt2):
@@ -110,9 +142,11 @@ def test_local_json_with_a_text_field_and_a_seeded_split(tmp_path, gpt2):
     path.write_text("\n".join(json.dumps(record) for record in records))
     cfg = section(tmp_path, dataset="json", data_files=str(path), text_field="body", val_fraction=0.1)
     val = data.load_text(cfg, "validation")
-    assert len(val) == 4 and list(data.load_text(cfg, "validation")["body"]) == list(val["body"])  # same split every time
+    assert list(data.load_text(cfg, "validation")["body"]) == list(val["body"])  # the same split every time
+    total = sum(len(record["body"]) for record in records)  # 630 characters
+    assert sum(len(text) for text in val["body"]) == total - int(total * 0.9) == 63
     train = data.load_tokens(cfg, gpt2, "train")
-    assert (np.asarray(train) == gpt2.eot_id).sum() == 36
+    assert (np.asarray(train) == gpt2.eot_id).sum() == len(data.load_text(cfg, "train"))  # one eot per document
     with pytest.raises(data.DataError, match="no column 'text'.*data.text_field"):
         data.load_text(section(tmp_path, dataset="json", data_files=str(path)), "train")
 
@@ -295,7 +329,8 @@ def test_too_few_blocks_for_one_batch_is_a_clear_error():
 def test_num_proc_workers_give_the_same_tokens(tmp_path, gpt2):
     path = tmp_path / "records.jsonl"
     path.write_text("\n".join(json.dumps({"text": f"record {i} " * (i % 5 + 1)}) for i in range(50)))
-    one = data.load_tokens(section(tmp_path, dataset="json", data_files=str(path)), gpt2, "train")
+    cfg = section(tmp_path, dataset="json", data_files=str(path))
+    one = data.load_tokens(cfg, gpt2, "train")
     two = data.load_tokens(DataSection(dataset="json", data_files=str(path), num_proc=2,
                                        cache_dir=str(tmp_path / "other_cache")), gpt2, "train")
-    assert np.array_equal(one, two) and (np.asarray(two) == gpt2.eot_id).sum() == 47  # 50 - ceil(0.05 * 50)
+    assert np.array_equal(one, two) and (np.asarray(two) == gpt2.eot_id).sum() == len(data.load_text(cfg, "train"))
