@@ -6,7 +6,8 @@
 
 A diffusion checkpoint continues the prompt with `--length` masked tokens and unmasks
 them in `--steps` network calls (`sample.generate`); `[MASK]` in the prompt is one masked
-token to fill in, `[MASK:5]` five, so the same command does infilling. An autoregressive
+token to fill in, `[MASK:5]` five, so the same command does infilling (with a GPT-2
+tokenizer the space before a `[MASK]` goes to the first filled token, see `parse_prompt`). An autoregressive
 checkpoint continues the prompt left to right and cannot infill. Every option defaults to
 the checkpoint's `sample` config section.
 
@@ -23,6 +24,7 @@ from contextlib import nullcontext
 import torch
 
 from .sample import STRATEGIES, decode_blocks, generate
+from .tokenize import TiktokenTokenizer
 from .train import load_checkpoint, resolve_device
 
 __all__ = ["parse_prompt", "main", "MASK_PATTERN"]
@@ -34,13 +36,21 @@ MASK_PATTERN = re.compile(r"\[MASK(?::(\d+))?\]")
 def parse_prompt(text: str, tokenizer) -> list[int]:
     """Prompt text -> ids, with each `[MASK]` / `[MASK:n]` turned into 1 / n mask ids.
 
-    The text between the markers is encoded piece by piece and the pieces are joined, so
-    "Hello [MASK:3] world" is encode("Hello ") + 3 masks + encode(" world").
+    The text between the markers is encoded piece by piece and the pieces are joined. A BPE
+    (tiktoken) tokenizer writes a word with its leading space, " be", so the one space just
+    before a gap belongs to the gap's first token: "To be, or [MASK:2] to be" is
+    encode("To be, or") + 2 masks + encode(" to be"), never a lone " " token before the
+    masks, which GPT-2 text does not contain. Character and byte tokenizers keep that space
+    as the character it is (there [MASK:n] counts characters): encode("To be, or ") + ...
     """
+    drop_space_before_gap = isinstance(tokenizer, TiktokenTokenizer)
     ids, position = [], 0
     for match in MASK_PATTERN.finditer(text):
-        if match.start() > position:
-            ids += tokenizer.encode(text[position : match.start()])
+        piece = text[position : match.start()]
+        if drop_space_before_gap and piece.endswith(" "):
+            piece = piece[:-1]  # the gap's first token carries this space, as " to" does in " to be"
+        if piece:
+            ids += tokenizer.encode(piece)
         count = int(match.group(1)) if match.group(1) is not None else 1
         if count < 1:
             raise ValueError(f"{match.group(0)} masks no token; write [MASK] or [MASK:n] with n >= 1")

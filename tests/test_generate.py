@@ -55,6 +55,31 @@ def test_parse_prompt_masks_and_pieces():
         generate.parse_prompt("a [MASK:0] b", tok)
 
 
+def test_parse_prompt_gives_the_space_before_a_gap_to_the_gap_with_gpt2(gpt2):
+    m = gpt2.mask_id
+    ids = generate.parse_prompt("To be, or [MASK:2] to be", gpt2)
+    assert ids == gpt2.encode("To be, or") + [m, m] + gpt2.encode(" to be")
+    assert gpt2.encode(" ") == [220] and 220 not in ids  # no lone space token before the masks
+    # two words that carry their own space fill the gap into exactly the natural encoding
+    assert len(gpt2.encode(" not quite")) == 2
+    assert ids[:4] + gpt2.encode(" not quite") + ids[6:] == gpt2.encode("To be, or not quite to be")
+    # only the one space next to the gap moves: two spaces keep a lone one, as "or  not" encodes
+    assert generate.parse_prompt("or  [MASK]", gpt2) == gpt2.encode("or ") + [m] == [273, 220, m]
+    assert gpt2.encode("or  not")[:2] == [273, 220]
+    assert generate.parse_prompt("[MASK] [MASK:2]", gpt2) == [m, m, m]
+    assert generate.parse_prompt("Speak:\n[MASK]", gpt2) == gpt2.encode("Speak:\n") + [m]  # other whitespace stays
+    assert generate.parse_prompt("The end ", gpt2) == gpt2.encode("The end ")  # no gap after it: kept
+
+
+@pytest.mark.parametrize("name", ["char", "byte"])
+def test_parse_prompt_keeps_the_space_before_a_gap_for_characters_and_bytes(name):
+    tok = get_tokenizer(name, text=CORPUS) if name == "char" else get_tokenizer(name)
+    m = tok.mask_id
+    ids = generate.parse_prompt("she sells [MASK:3] shells", tok)
+    assert ids == tok.encode("she sells ") + [m] * 3 + tok.encode(" shells")
+    assert len(ids) == len("she sells ___ shells")  # [MASK:n] counts characters, spaces included
+
+
 def test_diffusion_continues_the_prompt(checkpoints, capsys):
     code, out, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--prompt", "the ", "--length", "10",
                          "--steps", "5", "--seed", "1")
