@@ -36,7 +36,7 @@ import yaml
 
 from .corrupt import SCHEDULES
 from .sample import STRATEGIES
-from .tokenize import available_tokenizers
+from .tokenize import BUNDLED_CORPORA, available_tokenizers
 
 __all__ = [
     "ConfigError", "Config", "ModelSection", "DataSection", "TrainSection", "SampleSection",
@@ -71,6 +71,7 @@ class DataSection:
 
     dataset: str = "tiny_shakespeare"  # bundled corpus | text/json/parquet | hub short name | hub id | folder
     subset: str | None = None  # hub config name, e.g. "wikitext-103-raw-v1"
+    revision: str | None = None  # hub dataset branch, tag or commit sha (null: the default branch)
     data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
     text_field: str = "text"
     tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
@@ -250,6 +251,11 @@ def _validate(cfg: Config, source: str) -> None:
     _require(d.data_files is None or local or "/" in d.dataset or Path(d.dataset).is_dir(), source,
              f"data.data_files is set but data.dataset={d.dataset!r} does not read files; "
              f"set data.dataset to text, json or parquet (or remove data.data_files)")
+    _require(d.revision is None or not (local or d.dataset in BUNDLED_CORPORA or Path(d.dataset).is_dir()), source,
+             f"data.revision is for hub datasets, but data.dataset={d.dataset!r} is read from local files; "
+             f"remove data.revision")
+    _require(d.revision is None or d.revision.strip() != "", source,
+             "data.revision is empty; name a branch, tag or commit sha, or write data.revision: null")
     _choice(d.tokenizer, available_tokenizers(), source, "data.tokenizer")
     _require(0 < d.val_fraction < 1, source, f"data.val_fraction must be in (0, 1), got {d.val_fraction}; e.g. 0.05")
     _require(d.max_tokens is None or d.max_tokens >= 1, source, f"data.max_tokens must be at least 1 or null, got {d.max_tokens}")

@@ -11,7 +11,8 @@ Where the text comes from (`data.dataset`):
   ``owner/name``, or a local folder laid out like a hub repository (a README.md whose
   YAML header lists `configs:` with their `data_files`): all go through the same
   ``datasets.load_dataset(path, name=subset)`` call. The big ones are streamed and read
-  only up to `data.max_tokens`.
+  only up to `data.max_tokens`. A hub dataset is read at `data.revision` (a branch, tag or
+  commit sha; null: the default branch).
 
 A dataset without a validation split gets one carved out, by characters, so that its
 share is the `val_fraction` asked whatever the number and sizes of the documents. The
@@ -42,6 +43,12 @@ into `data.cache_dir` as raw ``uint16`` (``uint32`` when an id exceeds 65,535) w
 sidecar, atomically (temporary file, then rename), and read back as a `np.memmap`:
 the second run starts at once. The file name hashes everything that changes the tokens
 (see `_cache_paths`), and `CACHE_VERSION` changes whenever the way tokens are made does.
+Local files are keyed by their sizes and modification times. A hub dataset is keyed by
+`data.revision` and by the commit the Hugging Face cache last resolved it to (its
+``refs/`` folder, read without a network): when a later download moves the branch to a new
+commit, the next run tokenizes again. A branch that moved on the hub since the Hugging Face
+cache last looked is only seen once something downloads it again; pin a commit sha in
+`data.revision` for data that cannot change under you.
 
 References: nanoGPT data/openwebtext/prepare.py (map-tokenize, one uint16 memmap) and
 data/shakespeare_char/prepare.py; the MDLM code base (kuleshov-group/mdlm, dataloader.py),
@@ -65,6 +72,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pyarrow.compute as pc
 import torch
@@ -103,6 +111,7 @@ class _Source:
     subset: str | None
     files: tuple[str, ...]  # resolved local files ("bundled", "files"); hub data_files patterns
     streaming: bool
+    revision: str | None = None  # hub only: branch, tag or commit sha (None: the default branch)
 
 
 def _patterns(data_files) -> list[str]:
@@ -112,6 +121,11 @@ def _patterns(data_files) -> list[str]:
 def _source(data_cfg) -> _Source:
     """Decide how `data.dataset` is loaded, resolving local files; no network."""
     name, streaming = data_cfg.dataset, data_cfg.streaming
+    hub_like = name not in tokenize.BUNDLED_CORPORA and name not in LOCAL_BUILDERS and \
+        (name in HUB_DATASETS or not Path(name).is_dir())
+    if data_cfg.revision is not None and not hub_like:
+        raise DataError(f"data.revision={data_cfg.revision!r} is for hub datasets, but data.dataset={name!r} is "
+                        f"read from local files; remove data.revision")
     if name in tokenize.BUNDLED_CORPORA:
         return _Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), bool(streaming))
     if name in LOCAL_BUILDERS:
@@ -131,7 +145,8 @@ def _source(data_cfg) -> _Source:
     if name in HUB_DATASETS or "/" in name:
         hub_id, subset, stream_default = HUB_DATASETS.get(name, (name, None, False))
         streaming = stream_default if streaming is None else streaming
-        return _Source("hub", hub_id, data_cfg.subset or subset, tuple(_patterns(data_cfg.data_files)), streaming)
+        return _Source("hub", hub_id, data_cfg.subset or subset, tuple(_patterns(data_cfg.data_files)), streaming,
+                       data_cfg.revision)
     known = list(tokenize.BUNDLED_CORPORA) + list(LOCAL_BUILDERS) + list(HUB_DATASETS)
     close = difflib.get_close_matches(name, known, n=1)
     raise DataError(f"unknown data.dataset={name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; use one of "
@@ -166,7 +181,9 @@ def _check_hub(hub_id: str) -> None:
 def _load_splits(data_cfg, src: _Source) -> dict:
     """`datasets.load_dataset` for every source kind: {split name: Dataset or IterableDataset}."""
     kwargs = {"streaming": src.streaming}
-    if src.kind != "hub":  # Arrow copies of local files live beside our token files
+    if src.kind == "hub":
+        kwargs["revision"] = src.revision
+    else:  # Arrow copies of local files live beside our token files
         kwargs["cache_dir"] = str(Path(data_cfg.cache_dir) / "hf")
     if src.files:
         kwargs["data_files"] = list(src.files)
@@ -353,8 +370,30 @@ def _write_stream(handle, stream, encode, field, cap, skip, dtype) -> int:
     return total
 
 
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit sha of a hub dataset's `revision` as far as the Hugging Face cache knows; None if unknown.
+
+    A 40-hex revision is a commit already. A branch or tag name is looked up in the cache's
+    ``datasets--owner--name/refs/<revision>`` file, which huggingface_hub rewrites with the
+    commit each time it downloads from that revision. No network.
+    """
+    revision = revision or "main"
+    if len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+        return revision
+    ref = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "refs" / revision
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, Path, dict]:
-    """(token file, sidecar, key): the name hashes everything that changes the tokens."""
+    """(token file, sidecar, key): the name hashes everything that changes the tokens.
+
+    That is the source and its files' sizes and modification times (local data) or its
+    revision and resolved commit (hub data), the split, the tokenizer's state, the text
+    field, val_fraction, max_tokens, streaming, and CACHE_VERSION.
+    """
     if src.kind == "folder":
         root = Path(src.path)
         files = sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.relative_to(root).parts[0].startswith("."))
@@ -364,7 +403,8 @@ def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, P
     key = {"version": CACHE_VERSION, "kind": src.kind, "path": str(Path(src.path).resolve()) if src.kind == "folder"
            else src.path, "subset": src.subset, "files": stamps, "split": split, "tokenizer": tokenizer.state_dict(),
            "text_field": data_cfg.text_field, "val_fraction": data_cfg.val_fraction,
-           "max_tokens": data_cfg.max_tokens, "streaming": src.streaming}
+           "max_tokens": data_cfg.max_tokens, "streaming": src.streaming, "revision": src.revision,
+           "commit": _hub_commit(src.path, src.revision) if src.kind == "hub" else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = Path(src.path).name if src.kind == "folder" else data_cfg.dataset
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{name}-{src.subset or ''}")
@@ -372,8 +412,8 @@ def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, P
     return stem.with_suffix(".bin"), stem.with_suffix(".json"), key
 
 
-def _read_cache(bin_path: Path, meta_path: Path):
-    """The cached tokens as a read-only memmap, or None when absent or incomplete."""
+def _read_cache(bin_path: Path, meta_path: Path, split: str | None = None):
+    """The cached tokens as a read-only memmap, or None when absent or incomplete; names a hit of `split`."""
     try:
         meta = json.loads(meta_path.read_text())
         dtype = np.dtype(meta["dtype"])
@@ -381,6 +421,8 @@ def _read_cache(bin_path: Path, meta_path: Path):
             return None
     except (OSError, ValueError, KeyError):
         return None
+    if split is not None:
+        print(f"data: {split}: {meta['n_tokens']:,} tokens from cache {bin_path}")
     return np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["n_tokens"],))
 
 
@@ -393,9 +435,8 @@ def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
     """
     src = _source(data_cfg)
     bin_path, meta_path, key = _cache_paths(data_cfg, tokenizer, split, src)
-    tokens = _read_cache(bin_path, meta_path)
+    tokens = _read_cache(bin_path, meta_path, split)
     if tokens is not None:
-        print(f"data: {split}: {len(tokens):,} tokens from cache {bin_path}")
         return tokens
     if src.streaming and data_cfg.max_tokens is None:
         raise DataError(f"{describe(data_cfg)} is streamed and has no end in sight: set data.max_tokens, "
@@ -404,6 +445,11 @@ def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
         raise DataError("data.tokenizer=char cannot be used with a streamed dataset; use data.tokenizer=gpt2 or byte")
     started = time.time()
     docs, skip = _documents(data_cfg, split)
+    if src.kind == "hub":  # loading may have told the Hugging Face cache the branch's commit: key by it now
+        bin_path, meta_path, key = _cache_paths(data_cfg, tokenizer, split, src)
+        tokens = _read_cache(bin_path, meta_path, split)
+        if tokens is not None:
+            return tokens
     train_cap, val_cap = _caps(data_cfg)
     cap = train_cap if split == "train" else val_cap
     dtype = np.uint16 if tokenizer.vocab_size - 1 <= np.iinfo(np.uint16).max else np.uint32
@@ -441,7 +487,8 @@ def describe(data_cfg) -> str:
         where = f"{src.path} files {data_cfg.data_files!r} ({len(src.files)} file{'s' if len(src.files) > 1 else ''})"
     else:
         origin = "local dataset folder" if src.kind == "folder" else "hub dataset"
-        where = f"{origin} {src.path}" + (f" [{src.subset}]" if src.subset else "")
+        where = f"{origin} {src.path}" + (f" [{src.subset}]" if src.subset else "") + \
+            (f" at revision {src.revision}" if src.revision else "")
     fraction = f"{data_cfg.val_fraction:.0%}"
     if src.kind == "bundled":
         validation = f"the last {fraction} of the text"

@@ -8,6 +8,7 @@ import re
 import time
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from dllm_lite import data, tokenize
-from dllm_lite.config import DataSection
+from dllm_lite.config import ConfigError, DataSection, config_from_dict
 
 
 def section(tmp_path, **kwargs) -> DataSection:
@@ -83,10 +84,11 @@ def test_changed_settings_or_files_give_a_new_cache_entry(tmp_path, gpt2):
     capped = data.load_tokens(section(tmp_path, dataset="text", data_files=str(doc), max_tokens=5),
                               tokenize.get_tokenizer("byte"), "train")
     assert len(capped) == 5 and np.array_equal(capped, full[:5])
-    doc.write_text("completely different text, and longer than before")
-    changed = data.load_tokens(cfg, tokenize.get_tokenizer("byte"), "train")
+    new_text = "completely different text, and longer than before"
+    doc.write_text(new_text)
     byte = tokenize.get_tokenizer("byte")
-    assert byte.decode(changed) == "completely different text, and longer than before"[:len(changed) - 1] + "<|endoftext|>"
+    changed = data.load_tokens(cfg, byte, "train")
+    assert byte.decode(changed) == new_text[:len(changed) - 1] + "<|endoftext|>"
 
 
 def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
@@ -100,7 +102,8 @@ def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
     total = sum(len(text) for text in docs.values())
     assert sum(len(text) for text in val) == total - int(total * 0.66)  # the last 34 % of the characters
     joined = "".join(train + val)  # the documents in the seeded order, one of them cut between the splits
-    assert len(joined) == total and sorted(re.findall(r"file \d\nsecond line of file \d\n", joined)) == sorted(docs.values())
+    assert len(joined) == total
+    assert sorted(re.findall(r"file \d\nsecond line of file \d\n", joined)) == sorted(docs.values())
     listed = section(tmp_path, dataset="text", data_files=[str(folder / "0.txt"), str(folder / "1.txt")])
     train, val = (data.load_tokens(listed, gpt2, split) for split in ("train", "validation"))
     # training: a whole file and the head of the other, each followed by eot; validation: the tail and its eot
@@ -121,7 +124,7 @@ def test_validation_of_a_multi_file_corpus_is_val_fraction_of_its_text(tmp_path,
     train_text, val_text = data.load_text(cfg, "train")["text"], data.load_text(cfg, "validation")["text"]
     total = sum(len(text) for text in texts)
     assert sum(len(text) for text in val_text) == total - int(total * 0.95)  # exact to the character
-    joined = "".join(list(train_text) + list(val_text))  # the cut document's head ends training, its tail starts validation
+    joined = "".join(list(train_text) + list(val_text))  # the cut file's head ends training, its tail starts validation
     assert joined in (texts[0] + texts[1], texts[1] + texts[0])
     assert (np.asarray(train) == gpt2.eot_id).sum() == 2 and (np.asarray(val) == gpt2.eot_id).sum() == 1
 
@@ -203,6 +206,80 @@ def test_hub_names_go_through_the_same_load_dataset_call(tmp_path, monkeypatch):
     assert (hub_path, folder_path) == ("Salesforce/wikitext", str(folder))
     assert hub_kwargs["name"] == folder_kwargs["name"] == "wikitext-2-raw-v1"
     assert hub_kwargs["streaming"] is folder_kwargs["streaming"] is False
+    assert hub_kwargs["revision"] is None and "revision" not in folder_kwargs  # a folder has no revision
+
+
+def serve_hub_dataset(monkeypatch, tmp_path, texts_at):
+    """Stand in for the hub: load_dataset('owner/corpus', revision=r) gives one document of texts_at(r), and
+    records the commit it resolved r to in the Hugging Face cache's refs/ as hf_hub_download does."""
+    calls = []
+    hub_cache = tmp_path / "hf_hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+
+    def load_dataset(path, name=None, revision=None, **kwargs):
+        calls.append((path, revision))
+        text, commit = texts_at(revision)
+        ref = hub_cache / "datasets--owner--corpus" / "refs" / (revision or "main")
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit)
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [text]}),
+                                     "validation": datasets.Dataset.from_dict({"text": [text.upper()]})})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls, hub_cache / "datasets--owner--corpus" / "refs" / "main"
+
+
+def test_each_hub_revision_is_loaded_and_cached_on_its_own(tmp_path, monkeypatch):
+    versions = {"v1": ("the corpus as it was at first", "1" * 40), "v2": ("the corpus once it was edited", "2" * 40)}
+    calls, _ = serve_hub_dataset(monkeypatch, tmp_path, versions.get)
+    byte = tokenize.get_tokenizer("byte")
+    for revision, (text, _) in versions.items():
+        tokens = data.load_tokens(section(tmp_path, dataset="owner/corpus", revision=revision), byte, "train")
+        assert byte.decode(tokens) == text + "<|endoftext|>"
+    assert calls == [("owner/corpus", "v1"), ("owner/corpus", "v2")]
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 2
+    again = data.load_tokens(section(tmp_path, dataset="owner/corpus", revision="v1"), byte, "train")
+    assert byte.decode(again) == versions["v1"][0] + "<|endoftext|>" and len(calls) == 2  # from the cache
+    assert "at revision v1" in data.describe(section(tmp_path, dataset="owner/corpus", revision="v1"))
+
+
+def test_a_new_commit_of_the_default_branch_is_tokenized_again(tmp_path, monkeypatch):
+    hub = {"text": "the main branch at its first commit", "commit": "a" * 40}
+    calls, main_ref = serve_hub_dataset(monkeypatch, tmp_path, lambda revision: (hub["text"], hub["commit"]))
+    byte, cfg = tokenize.get_tokenizer("byte"), section(tmp_path, dataset="owner/corpus")
+    first = byte.decode(data.load_tokens(cfg, byte, "train"))
+    assert data.load_tokens(cfg, byte, "train").tolist() == byte.encode(first, allow_eot=True)  # cached under "a"*40
+    assert len(calls) == 1 and main_ref.read_text() == "a" * 40
+    hub.update(text="the main branch after a new commit", commit="b" * 40)
+    main_ref.write_text("b" * 40)  # what any later download from the hub records
+    assert byte.decode(data.load_tokens(cfg, byte, "train")) == hub["text"] + "<|endoftext|>"
+    assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.bin"))) == 2
+    assert data._hub_commit("owner/corpus", "c" * 40) == "c" * 40  # a commit sha needs no lookup
+
+
+def test_the_cache_key_follows_the_tokenizer_and_the_files(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("some text to tokenize")
+    cfg = section(tmp_path, dataset="text", data_files=str(doc))
+    tokenizers = [tokenize.get_tokenizer("gpt2"), tokenize.get_tokenizer("byte"),
+                  tokenize.get_tokenizer("char", text="abc"), tokenize.get_tokenizer("char", text="abd"),
+                  tokenize.tokenizer_from_state({"name": "byte", "vocab_size": 257})]  # the layout without eot
+    paths = {data._cache_paths(cfg, tok, "train", data._source(cfg))[0] for tok in tokenizers}
+    assert len(paths) == len(tokenizers)
+    before = data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0]
+    doc.write_text("other text, same tokenizer")
+    assert data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0] != before
+
+
+def test_revision_is_only_for_hub_datasets(tmp_path):
+    with pytest.raises(ConfigError, match="data.revision is for hub datasets.*remove data.revision"):
+        config_from_dict({"data": {"dataset": "tiny_shakespeare", "revision": "main"}})
+    with pytest.raises(ConfigError, match="data.revision is empty"):
+        config_from_dict({"data": {"dataset": "wikitext", "revision": " "}})
+    assert config_from_dict({"data": {"dataset": "wikitext", "revision": "main"}}).data.revision == "main"
+    with pytest.raises(data.DataError, match="data.revision.*remove data.revision"):
+        data.describe(section(tmp_path, dataset=str(make_hub_folder(tmp_path / "folder")), revision="v1"))
 
 
 def test_a_stream_without_validation_carves_its_first_tokens(tmp_path, gpt2):
