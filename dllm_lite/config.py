@@ -75,7 +75,7 @@ class DataSection:
     data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
     text_field: str = "text"
     tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
-    val_fraction: float = 0.05  # carved out when the dataset has no validation split
+    val_fraction: float = 0.05  # share of the text carved out as validation when the dataset has no validation split
     max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it)
     streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile)
     num_proc: int | None = None  # worker processes for tokenizing

@@ -222,7 +222,7 @@ def _carve(train: datasets.Dataset, split: str, val_fraction: float, field: str)
     """Validation out of a train-only dataset: the last val_fraction of its characters, documents in a seeded order.
 
     With the documents in the order of a permutation seeded by SPLIT_SEED, ending at
-    characters ends[0] < ends[1] < ... < ends[-1] = C, training keeps characters [0, cut)
+    characters ends[0] <= ends[1] <= ... <= ends[-1] = C, training keeps characters [0, cut)
     and validation [cut, C), where cut = int(C * (1 - val_fraction)): validation's share is
     val_fraction to within one character. The document holding character `cut` is split
     there. Returns only the text column. Warns (one line) when rounding to a whole
@@ -243,8 +243,8 @@ def _carve(train: datasets.Dataset, split: str, val_fraction: float, field: str)
     share = (total - cut) / total
     if abs(share - val_fraction) > val_fraction / 10:
         warnings.warn(f"data: validation is {total - cut} character{'s' if total - cut > 1 else ''}, {share:.1%} of "
-                      f"the text rather than the {val_fraction:.0%} of data.val_fraction: the text is too short for "
-                      f"that share; use more text")
+                      f"the text, not data.val_fraction={val_fraction:g} of it: the text is too short for that "
+                      f"share; use more text")
     straddling = int(np.searchsorted(ends, cut, side="right"))  # the document that holds character `cut`
     text = text_only[int(order[straddling])][field]
     offset = cut - (int(ends[straddling]) - len(text))  # where that document is cut

@@ -133,7 +133,7 @@ def test_a_text_too_short_for_the_validation_share_warns(tmp_path):
     for name, text in (("a.txt", "abc"), ("b.txt", "de")):
         (tmp_path / name).write_text(text)
     cfg = section(tmp_path, dataset="text", data_files=str(tmp_path / "*.txt"))
-    with pytest.warns(UserWarning, match=r"validation is 1 character.*20\.0% .*5% .*data.val_fraction") as caught:
+    with pytest.warns(UserWarning, match=r"validation is 1 character, 20\.0% .*not data.val_fraction=0.05") as caught:
         val = data.load_text(cfg, "validation")
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
     assert len("".join(val["text"])) == 1
