@@ -7,9 +7,10 @@
 A diffusion checkpoint continues the prompt with `--length` masked tokens and unmasks
 them in `--steps` network calls (`sample.generate`); `[MASK]` in the prompt is one masked
 token to fill in, `[MASK:5]` five, so the same command does infilling (with a GPT-2
-tokenizer the space before a `[MASK]` goes to the first filled token, see `parse_prompt`). An autoregressive
-checkpoint continues the prompt left to right and cannot infill. Every option defaults to
-the checkpoint's `sample` config section.
+tokenizer the space before a `[MASK]` goes to the first filled token, see `parse_prompt`).
+An autoregressive checkpoint continues the prompt left to right (without --prompt, from
+its beginning-of-sequence token alone) and cannot infill. Every option defaults to the
+checkpoint's `sample` config section.
 
 References: Nie et al. 2025 (LLaDA), sec. 2.4 (sampling, semi-autoregressive blocks);
 Sahoo et al. 2024 (MDLM); karpathy/nanoGPT sample.py for the command's shape.
@@ -62,7 +63,7 @@ def parse_prompt(text: str, tokenizer) -> list[int]:
 
 
 def _plan(args, net, tokenizer, cfg):
-    """Check the request against the model; return (prompt ids or None, length, steps, block_size, ids to hide)."""
+    """Check the request against the model; return (prompt ids or None, length, steps, block_size)."""
     seq_len, causal = cfg.model.seq_len, net.cfg.causal
     prompt = None
     if args.prompt is not None:
@@ -70,17 +71,11 @@ def _plan(args, net, tokenizer, cfg):
             raise ValueError("--prompt is empty; omit --prompt for unconditional generation")
         prompt = parse_prompt(args.prompt, tokenizer)
     n_masks = prompt.count(tokenizer.mask_id) if prompt else 0
-    hidden = 0  # leading ids that are not the user's (the end-of-text start of an unprompted AR sample)
     if causal and n_masks:
         raise ValueError("this is an autoregressive checkpoint: it generates left to right and cannot infill "
                          "[MASK]; remove the [MASK]s or use a diffusion checkpoint")
-    if causal and prompt is None:
-        if tokenizer.eot_id is None:
-            raise ValueError("an autoregressive checkpoint needs --prompt to continue (its tokenizer has no "
-                             "end-of-text token to start from)")
-        prompt, hidden = [tokenizer.eot_id], 1
     used = len(prompt) if prompt else 0
-    if used - hidden > seq_len:
+    if used > seq_len:
         raise ValueError(f"the prompt is {used} tokens but the model's seq_len is {seq_len}; use a shorter prompt")
     if args.length is None:
         length = 0 if n_masks else min(cfg.sample.length, seq_len - used)
@@ -101,7 +96,7 @@ def _plan(args, net, tokenizer, cfg):
         steps = max(min(cfg.sample.steps, length + n_masks), blocks)
     else:
         steps = args.steps
-    return prompt, length, steps, block_size, hidden
+    return prompt, length, steps, block_size
 
 
 def _block_plan(args, cfg, prompt, length, mask_id, causal):
@@ -146,7 +141,7 @@ def main(argv=None) -> int:
             raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
         device = resolve_device(args.device)
         net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
-        prompt, length, steps, block_size, hidden = _plan(args, net, tokenizer, cfg)
+        prompt, length, steps, block_size = _plan(args, net, tokenizer, cfg)
         s = cfg.sample
 
         def pick(given, default):  # a command-line option wins over the checkpoint's sample section
@@ -168,7 +163,7 @@ def main(argv=None) -> int:
     for index, row in enumerate(ids):
         if args.num_samples > 1:
             print(f"{'-' * 20} sample {index + 1} of {args.num_samples} {'-' * 20}")
-        print(tokenizer.decode(row[hidden:]))
+        print(tokenizer.decode(row))
     return 0
 
 

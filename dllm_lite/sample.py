@@ -21,8 +21,13 @@ never how sure the model is of it.
 
 `block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
-tail and lowers diversity. A causal (`cfg.causal=True`) net is sampled left to right
-with its key/value cache, for comparison.
+tail and lowers diversity.
+
+A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
+with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence
+token (it never sees [MASK] otherwise, and the embedding row is there): sampling starts from
+$(m, \text{prompt})$, so a prompt may be empty, and the first token is drawn from
+$p_\theta(x_1 \mid m)$, as `loss.ar_loss` trains it. That start token is not returned.
 
 References: Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models"
 (MDLM), sec. 3 and the cached sampler of its appendix; Nie et al. 2025, "Large Language
@@ -244,19 +249,22 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
     return calls, taken
 
 
-def _autoregressive(net, x, prompt_len, sampling, use_cache, generator, record):
-    """Left-to-right sampling after the prompt, in place in x (B, T); return the network calls."""
+def _autoregressive(net, x, start, sampling, use_cache, generator, record):
+    """Left-to-right sampling of x[:, start:], in place in x (B, T); return the network calls.
+
+    x[:, :start] is the beginning-of-sequence token and the prompt, start >= 1.
+    """
     kv = net.new_cache(x.shape[0]) if use_cache else None
-    for pos in range(prompt_len, x.shape[1]):
+    for pos in range(start, x.shape[1]):
         if kv is None:
             logits = net(x[:, :pos])[:, -1]  # recompute the whole prefix: (B, V)
-        elif pos == prompt_len:
-            logits = net(x[:, :pos], cache=kv)[:, -1]  # prefill the prompt
+        elif pos == start:
+            logits = net(x[:, :pos], cache=kv)[:, -1]  # prefill the start token and the prompt
         else:
             logits = net(x[:, pos - 1 : pos], cache=kv)[:, -1]  # one new token against the cache
-        x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)
+        x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)  # $x_{pos} \sim p(\cdot \mid x_{<pos})$
         record(x)
-    return x.shape[1] - prompt_len
+    return x.shape[1] - start
 
 
 def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
@@ -276,9 +284,11 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     `steps` shared evenly among the blocks that hold a mask (the first get the remainder).
     cache (ancestral): call the network only when a step reveals a token; cache=False calls
     it every step, with the same random numbers and so the same tokens.
-    Causal nets: a prompt of at least one token is required, `steps`, `strategy` and
-    `block_size` are not used, there is one network call per generated token, and
-    use_cache=False recomputes the whole prefix each time instead of using the key/value cache.
+    Causal nets: the network reads `mask_id` as its beginning-of-sequence token, then the
+    prompt (None for unconditional samples); that start token is not returned. `steps`,
+    `strategy` and `block_size` are not used, there is one network call per generated token,
+    and use_cache=False recomputes the whole prefix each time instead of using the key/value
+    cache. The last generated token is never fed back, so len(prompt) + length <= seq_len.
 
     Returns ids (batch_size, len(prompt) + length) on the net's device; with
     return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
@@ -309,18 +319,18 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     if seq_len is not None and len(prompt) + length > seq_len:
         raise ValueError(f"prompt ({len(prompt)}) + length ({length}) exceeds the model's seq_len={seq_len}: "
                          f"shorten the prompt or the length")
-    if causal and len(prompt) == 0:
-        raise ValueError("a causal (autoregressive) model needs a prompt of at least one token")
     if causal and infilling:
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
-    x = torch.cat([prompt, torch.full((length,), mask_id, dtype=torch.long, device=device)])
-    x = x.expand(batch_size, -1).clone()  # (B, T)
+    bos = 1 if causal else 0  # a causal net starts from its beginning-of-sequence token, mask_id
+    x = torch.cat([torch.full((bos,), mask_id, dtype=torch.long, device=device), prompt,
+                   torch.full((length,), mask_id, dtype=torch.long, device=device)])
+    x = x.expand(batch_size, -1).clone()  # (B, bos + T)
     trajectory = []
 
     def record(state):
         if return_trajectory:
-            trajectory.append(state.cpu().clone())
+            trajectory.append(state[:, bos:].cpu().clone())
 
     record(x)
     sampling = (temperature, top_k, top_p)
@@ -330,7 +340,7 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     try:
         with torch.no_grad():
             if causal:
-                calls = _autoregressive(net, x, len(prompt), sampling, use_cache, generator, record)
+                calls = _autoregressive(net, x, bos + len(prompt), sampling, use_cache, generator, record)
                 taken, strategy = calls, "autoregressive"
             else:
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
@@ -340,4 +350,5 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
             net.train(was_training)
     if stats is not None:
         stats.update(network_calls=calls, steps=taken, strategy=strategy)
+    x = x[:, bos:].contiguous()  # (B, T): the prompt and what was generated
     return (x, trajectory) if return_trajectory else x

@@ -113,8 +113,23 @@ def test_autoregressive_checkpoint(checkpoints, capsys):
     assert out.startswith("she ") and len(token_ids(checkpoints["autoregressive"], out[:-1])) == 10
     code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--prompt", "she [MASK] sea")
     assert_one_line_error(code, err, "autoregressive", "cannot infill")
-    code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"])  # a char vocabulary has no eot
-    assert_one_line_error(code, err, "--prompt")
+
+
+
+def test_autoregressive_checkpoint_without_a_prompt_starts_from_its_beginning_of_sequence_token(checkpoints, capsys,
+                                                                                              monkeypatch):
+    calls = []
+
+    def recording_generate(net, **kwargs):
+        calls.append(kwargs)
+        return generate_ids(net, **kwargs)
+
+    generate_ids = generate.generate
+    monkeypatch.setattr(generate, "generate", recording_generate)
+    code, out, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--seed", "3")
+    assert code == 0, err
+    assert calls[0]["prompt"] is None and calls[0]["length"] == 12  # sample.length: nothing added, nothing hidden
+    assert len(token_ids(checkpoints["autoregressive"], out[:-1])) == 12
 
 
 def test_errors_are_one_line(checkpoints, capsys, tmp_path):

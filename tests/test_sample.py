@@ -254,16 +254,51 @@ def test_decode_blocks_start_at_the_first_mask_and_skip_blocks_without_one():
     assert len(sample.decode_blocks(torch.ones(16, dtype=torch.bool), 4)) == 4
 
 
-def test_autoregressive_cache_matches_recompute():
-    net = CountingNet(tiny_net(causal=True))
+class InputRecordingNet(CountingNet):
+    """A CountingNet that also keeps every input it was called with."""
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.inputs = []
+
+    def forward(self, idx, **kwargs):
+        self.inputs.append(idx.clone())
+        return super().forward(idx, **kwargs)
+
+
+@pytest.mark.parametrize("prompt", [[4, 2, 8], None], ids=["prompt", "no-prompt"])
+def test_autoregressive_cache_matches_recompute(prompt):
+    net = InputRecordingNet(tiny_net(causal=True))
+    n_prompt = len(prompt or [])
     outs = []
     for use_cache in (True, False):
-        net.calls, stats = 0, {}
-        outs.append(sample.generate(net, mask_id=MASK, length=15, steps=1, prompt=[4, 2, 8], batch_size=2,
+        net.calls, net.inputs, stats = 0, [], {}
+        outs.append(sample.generate(net, mask_id=MASK, length=15, steps=1, prompt=prompt, batch_size=2,
                                     use_cache=use_cache, generator=seeded(7), stats=stats))
         assert net.calls == stats["network_calls"] == 15 and stats["strategy"] == "autoregressive"
-    assert torch.equal(outs[0], outs[1]) and outs[0].shape == (2, 18) and not (outs[0] == MASK).any()
-    assert (outs[0][:, :3] == torch.tensor([4, 2, 8])).all()
+        # the first call reads the beginning-of-sequence token (the mask id), then the prompt
+        assert torch.equal(net.inputs[0], torch.tensor([[MASK] + (prompt or [])] * 2))
+        if not use_cache:  # every call recomputes from the start token, never past the last needed token
+            assert [tuple(i.shape) for i in net.inputs] == [(2, 1 + n_prompt + j) for j in range(15)]
+            assert torch.equal(net.inputs[-1][:, 1:], outs[-1][:, :-1])
+    assert torch.equal(outs[0], outs[1]) and outs[0].shape == (2, n_prompt + 15) and not (outs[0] == MASK).any()
+    assert outs[0].is_contiguous()
+    if prompt:
+        assert (outs[0][:, :3] == torch.tensor(prompt)).all()
+
+
+def test_autoregressive_fills_the_whole_sequence_and_keeps_the_trajectory_shape():
+    net = tiny_net(causal=True, seq_len=48)
+    for use_cache in (True, False):
+        out, trajectory = sample.generate(net, mask_id=MASK, length=48, steps=1, use_cache=use_cache,
+                                          generator=seeded(17), return_trajectory=True)
+        assert out.shape == (1, 48) and not (out == MASK).any()
+        assert len(trajectory) == 49 and all(state.shape == (1, 48) for state in trajectory)
+        assert (trajectory[0] == MASK).all() and torch.equal(trajectory[-1], out)
+        out = sample.generate(net, mask_id=MASK, length=40, steps=1, prompt=[1] * 8, use_cache=use_cache)
+        assert out.shape == (1, 48)
+    with pytest.raises(ValueError, match=r"prompt \(8\) \+ length \(41\) exceeds the model's seq_len=48"):
+        sample.generate(net, mask_id=MASK, length=41, steps=1, prompt=[1] * 8)
 
 
 def test_sample_tokens_greedy_limits():
@@ -395,8 +430,6 @@ def test_bad_input_raises_a_helpful_error(kwargs, message):
 
 def test_bad_input_for_autoregressive_nets():
     net = tiny_net(causal=True)
-    with pytest.raises(ValueError, match="needs a prompt of at least one token"):
-        sample.generate(net, mask_id=MASK, length=4, steps=1)
     with pytest.raises(ValueError, match="cannot infill"):
         sample.generate(net, mask_id=MASK, length=4, steps=1, prompt=[1, MASK, 2])
 
