@@ -199,7 +199,8 @@ class TiktokenTokenizer(Tokenizer):
 class CharTokenizer(Tokenizer):
     """One id per character of a fixed character list (sorted characters of a text), then eot, then the mask.
 
-    with_eot=False builds the layout of states saved before the eot existed: characters, then the mask.
+    with_eot=False leaves the eot out (characters, then the mask): the layout of states saved
+    before the eot existed, and a toy vocabulary of exactly the given letters.
     """
 
     def __init__(self, chars: list[str], with_eot: bool = True):
