@@ -134,23 +134,28 @@ def test_trajectory_starts_all_masked_and_only_reveals():
     assert masked == [10, 10 - 3, 10 - 5, 10 - 8, 0] == [10 - c for c in [0, 3, 5, 8, 10]]
 
 
-def test_cached_ancestral_matches_uncached_with_fewer_calls():
+@pytest.mark.parametrize("schedule,block_size", [("linear", None), ("cosine", None), ("quadratic", None),
+                                                 ("linear", 8), ("cosine", 8), ("quadratic", 16)])
+def test_cached_ancestral_matches_uncached_with_fewer_calls(schedule, block_size):
     net = CountingNet(tiny_net(seq_len=64))
     runs = {}
     for cache in (True, False):
         net.calls, stats = 0, {}
         runs[cache] = sample.generate(net, mask_id=MASK, length=40, steps=64, prompt=[1, 2], strategy="ancestral",
-                                      batch_size=2, generator=seeded(4), cache=cache, stats=stats,
-                                      return_trajectory=True)
-        runs[cache, "calls"] = net.calls
+                                      schedule=schedule, block_size=block_size, batch_size=2, generator=seeded(4),
+                                      cache=cache, stats=stats, return_trajectory=True)
+        runs[cache, "calls"], runs[cache, "steps"] = net.calls, stats["steps"]
         assert stats["network_calls"] == net.calls
     (tokens, trajectory), (uncached_tokens, uncached_trajectory) = runs[True], runs[False]
+    assert not (tokens == MASK).any()
     assert torch.equal(tokens, uncached_tokens)
+    # the same steps (a block stops early once all its masks are revealed), the same states
+    assert runs[True, "steps"] == runs[False, "steps"] == len(trajectory) - 1 == len(uncached_trajectory) - 1
     assert all(torch.equal(a, b) for a, b in zip(trajectory, uncached_trajectory))
-    assert runs[False, "calls"] == 64
+    assert runs[False, "calls"] == runs[False, "steps"]  # uncached: one call per step
     # with the cache, the network runs exactly at the steps that reveal a token
     revealing_steps = sum(not torch.equal(a, b) for a, b in zip(trajectory, trajectory[1:]))
-    assert runs[True, "calls"] == revealing_steps < 64
+    assert runs[True, "calls"] == revealing_steps < runs[False, "calls"]
 
 
 def test_confidence_reveals_the_most_confident_first():
