@@ -235,6 +235,7 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
             else:
                 logits, calls = net(x), calls + 1  # (B, T, V)
                 tokens = torch.full_like(x, mask_id)  # (B, T)
+                # (B, T): the model's own probability of each drawn token (temperature 1, unfiltered)
                 confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
                 tokens[scope], confidence[scope] = sample_tokens(logits[scope], *sampling, generator=generator)
                 if strategy == "confidence":
