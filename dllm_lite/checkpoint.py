@@ -16,8 +16,12 @@ Two rules keep a run safe. Writing is atomic: a temporary file in the same folde
 written, flushed to disk (fsync) and renamed over the target, so a crash mid-write leaves
 the old file whole. Reading uses `torch.load(weights_only=True)`, which unpickles tensors
 and plain containers only: opening a checkpoint can never run code from it.
+
+`load_checkpoint` also takes a folder written by dllm_lite.export (model.safetensors and
+config.json, no training state), so every command with --checkpoint accepts one.
 """
 
+import json
 import os
 import random
 import re
@@ -107,11 +111,24 @@ def read_checkpoint(path) -> dict:
 
 
 def load_checkpoint(path, device="cpu"):
-    """Rebuild (net, tokenizer, cfg, state) from a checkpoint; net is in eval mode on `device`.
+    """Rebuild (net, tokenizer, cfg, state) from a checkpoint file or an exported folder; net is in
+    eval mode on `device`.
 
-    `state` is the whole checkpoint dict (step, optimizer, rng, data position, config, ...).
+    For a checkpoint file, `state` is the whole dict (step, optimizer, rng, data position, config, ...).
+    For a folder written by dllm_lite.export, it holds no training state, only
+    {"format": "dllm_lite-export-1", "step": the step it was exported at (or None), "path": the folder}.
     """
+    if Path(path).is_dir():
+        from .export import EXPORT_FORMAT, load_pretrained  # here, not on top: export.py imports this module
+
+        net, tokenizer, cfg = load_pretrained(path, device)
+        step = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("step")
+        return net, tokenizer, cfg, {"format": EXPORT_FORMAT, "step": step, "path": str(path)}
     state = read_checkpoint(path)
+    missing = [key for key in ("config", "tokenizer", "model") if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks its {missing[0]!r} entry; use an intact step_*.pt from the "
+                              f"same folder instead, or train again")
     cfg = config_from_dict(state["config"], source=str(path))
     tokenizer = tokenizer_from_state(state["tokenizer"])
     net = build_model(cfg, tokenizer.vocab_size)

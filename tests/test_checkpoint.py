@@ -1,8 +1,9 @@
-"""checkpoint.py: which step files are kept."""
+"""checkpoint.py: which step files are kept, and a clear error for an incomplete checkpoint."""
 
+import pytest
 import torch
 
-from dllm_lite.checkpoint import CHECKPOINT_FORMAT, save_checkpoint, step_files
+from dllm_lite.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint, step_files
 
 
 def test_keep_last_keeps_the_newest_past_step_999999(tmp_path):
@@ -18,3 +19,11 @@ def test_step_files_are_ordered_by_step_and_ignore_other_names(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in step_files(tmp_path)] == ["step_000999.pt", "step_999999.pt", "step_1000000.pt"]
 
+
+def test_a_checkpoint_without_its_config_is_one_clear_error(tmp_path):
+    path = tmp_path / "partial.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 3, "model": {}}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "\n" not in message and "'config'" in message and str(path) in message and "step_*.pt" in message

@@ -1,0 +1,180 @@
+"""Export a trained model as a folder to share: the layout of a Hugging Face Hub model repository.
+
+    python -m dllm_lite.export --checkpoint runs/tiny/latest.pt --out exports/tiny
+    python -m dllm_lite.generate --checkpoint exports/tiny --prompt "To be"
+
+A training checkpoint (checkpoint.py) carries everything a run needs to resume: optimiser
+moments, random generators, the data position. Someone who only wants to use the model needs
+none of that. An export keeps what they do need, in one folder:
+
+    model.safetensors   the weights. safetensors stores raw tensors and a JSON header, nothing
+                        else, so loading it cannot run code, unlike a pickle (.pt, .bin)
+    config.json         plain JSON that tools read before the weights (the Hub also counts
+                        downloads by it):
+                          cfg         the network's ModelConfig; the key is the name of
+                                      Transformer's __init__ argument, so the hub mixin can rebuild it
+                          tokenizer   tokenizer.state_dict(): its name, vocab_size, a char vocabulary
+                          objective   "diffusion" (bidirectional denoiser) or "autoregressive" (causal)
+                          mask_id     the [MASK] id, vocab_size - 1 (the AR baseline starts from it)
+                          run_config  the run's config (model, data, train, sample): sampling defaults
+                          step, format
+    README.md           a model card, written by the mixin unless the folder already has one
+
+The files are written by huggingface_hub's PyTorchModelHubMixin, which `model.Transformer`
+inherits: `Transformer.from_pretrained(folder or Hub repo id)` returns the network alone,
+`load_pretrained(folder)` the network, tokenizer and config, after checking the files belong
+together; `checkpoint.load_checkpoint` accepts such a folder too, so every command that takes
+--checkpoint does. An --out folder that holds a different export is refused unless --overwrite
+is given (the same export again is fine); files other than these three are never touched.
+"""
+
+import argparse
+import filecmp
+import json
+import os
+import sys
+import tempfile
+import typing
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+from safetensors import SafetensorError
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import config_from_dict, config_to_dict
+from .model import ModelConfig, Transformer
+from .tokenize import tokenizer_from_state
+
+__all__ = ["export_model", "export_checkpoint", "load_pretrained", "main", "EXPORT_FORMAT"]
+
+EXPORT_FORMAT = "dllm_lite-export-1"
+REQUIRED = ("cfg", "tokenizer", "objective", "mask_id", "run_config")
+HOW_TO_EXPORT = "export it again with python -m dllm_lite.export --checkpoint FILE --out DIR"
+
+
+def export_model(net: Transformer, tokenizer, cfg, out_dir, step: "int | None" = None, overwrite: bool = False) -> Path:
+    """Write net, tokenizer and cfg (the run's Config) to out_dir as model.safetensors + config.json
+    (+ README.md); return out_dir. `step` (the optimiser steps trained) is recorded in config.json.
+
+    The files are written in a temporary folder beside out_dir and moved in whole. An out_dir
+    holding a different export is refused unless overwrite=True; the same export again is fine.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} is a file, not a folder; choose a folder for the export")
+    config = {"format": EXPORT_FORMAT, "cfg": asdict(net.cfg), "tokenizer": tokenizer.state_dict(),
+              "objective": cfg.train.objective, "mask_id": tokenizer.mask_id, "step": step,
+              "run_config": config_to_dict(cfg)}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp") as tmp:
+        net.save_pretrained(tmp, config=config)  # the hub mixin: model.safetensors, config.json, README.md
+        new = Path(tmp)
+        changed = [name for name in (SAFETENSORS_SINGLE_FILE, CONFIG_NAME)
+                   if (out_dir / name).exists() and not filecmp.cmp(out_dir / name, new / name, shallow=False)]
+        if changed and not overwrite:
+            raise CheckpointError(f"{out_dir} already holds a different export ({changed[0]} differs); pass "
+                                  f"--overwrite (overwrite=True) to replace it, or choose another folder")
+        out_dir.mkdir(exist_ok=True)
+        for file in new.iterdir():
+            if file.name != "README.md" or not (out_dir / file.name).exists():  # keep a model card someone wrote
+                os.replace(file, out_dir / file.name)
+    return out_dir
+
+
+def export_checkpoint(checkpoint, out_dir, overwrite: bool = False) -> Path:
+    """Export the model of a training checkpoint file to out_dir (see export_model); return out_dir."""
+    net, tokenizer, cfg, state = load_checkpoint(checkpoint)
+    return export_model(net, tokenizer, cfg, out_dir, step=state.get("step"), overwrite=overwrite)
+
+
+def _fail(path: Path, problem: str, fix: str = HOW_TO_EXPORT) -> typing.NoReturn:
+    raise CheckpointError(f"{path} {problem}; {fix}")
+
+
+def _read_config(folder: Path) -> dict:
+    """config.json of an export, checked to be ours and complete."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        latest = folder / "latest.pt"
+        if latest.is_file():
+            _fail(folder, "is a training run, not an export", f"pass {latest}, or export it with python -m "
+                  f"dllm_lite.export --checkpoint {latest} --out DIR")
+        _fail(path, "is missing, so this folder is not a dllm_lite export", "pass a checkpoint file, or a folder "
+              "written by python -m dllm_lite.export --checkpoint FILE --out DIR")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        _fail(path, f"is not valid JSON ({error})")
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        _fail(path, f"was not written by dllm_lite.export (no \"format\": \"{EXPORT_FORMAT}\")")
+    missing = [key for key in REQUIRED if key not in config]
+    if missing:
+        _fail(path, f"lacks the {missing[0]!r} entry")
+    return config
+
+
+def load_pretrained(folder, device="cpu"):
+    """Rebuild (net, tokenizer, cfg) from an exported folder; net is in eval mode on `device`.
+
+    Only JSON and safetensors are read, so nothing in the folder can run code. A missing file,
+    or files that do not belong together, raise a CheckpointError naming the file and the fix.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        _fail(folder, "is not a folder", f"pass an exported folder, or {HOW_TO_EXPORT}")
+    config, config_path, weights = _read_config(folder), folder / CONFIG_NAME, folder / SAFETENSORS_SINGLE_FILE
+    cfg = config_from_dict(config["run_config"], source=f"{config_path} (run_config)")
+    try:
+        tokenizer = tokenizer_from_state(config["tokenizer"])
+    except (ValueError, KeyError, TypeError) as error:
+        _fail(config_path, f"has a tokenizer entry that cannot be rebuilt ({error})")
+    try:
+        model_cfg = ModelConfig(**config["cfg"])
+    except (ValueError, TypeError) as error:
+        _fail(config_path, f"has a 'cfg' entry that is not a model config ({error})")
+    expected = ModelConfig(vocab_size=tokenizer.vocab_size, causal=cfg.train.objective == "autoregressive",
+                           **asdict(cfg.model))
+    differ = [f.name for f in fields(ModelConfig) if getattr(model_cfg, f.name) != getattr(expected, f.name)]
+    if differ:
+        name = differ[0]
+        _fail(config_path, f"does not hold together: its cfg has {name}={getattr(model_cfg, name)!r} but its "
+              f"tokenizer {tokenizer.name!r} and run_config give {getattr(expected, name)!r}")
+    if (config["objective"], config["mask_id"]) != (cfg.train.objective, tokenizer.mask_id):
+        _fail(config_path, f"says objective={config['objective']!r}, mask_id={config['mask_id']} but its run_config and "
+              f"tokenizer give {cfg.train.objective!r}, {tokenizer.mask_id}")
+    if not weights.is_file():
+        _fail(weights, "is missing", f"put the weights file of this export next to config.json, or {HOW_TO_EXPORT}")
+    try:
+        net = Transformer.from_pretrained(folder, map_location=str(device))
+    except SafetensorError as error:
+        _fail(weights, f"is truncated or not a safetensors file ({error})")
+    except RuntimeError as error:  # load_state_dict: a weight missing, extra, or of another shape
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        _fail(weights, f"does not fit {CONFIG_NAME} ({detail[:300]})",
+              f"the two files come from different models: {HOW_TO_EXPORT}")
+    return net, tokenizer, cfg
+
+
+def main(argv=None) -> int:
+    """Command line: python -m dllm_lite.export --checkpoint FILE --out DIR [--overwrite]; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m dllm_lite.export", description="Export a dllm_lite training "
+                                     "checkpoint as a folder to share: model.safetensors + config.json + README.md.")
+    parser.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/tiny/latest.pt")
+    parser.add_argument("--out", required=True, help="the folder to write, e.g. exports/tiny (created if missing)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different export already in --out")
+    args = parser.parse_args(argv)
+    try:
+        out = export_checkpoint(args.checkpoint, args.out, overwrite=args.overwrite)
+    except ValueError as error:  # CheckpointError and ConfigError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write {args.out} ({error.strerror or error}); choose another --out", file=sys.stderr)
+        return 2
+    print(f"exported {args.checkpoint} to {out}; try python -m dllm_lite.generate --checkpoint {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
