@@ -109,8 +109,8 @@ class Muon(torch.optim.Optimizer):
 
     def _muon_updates(self, params, group) -> list:
         """The orthogonalised Nesterov momentum of each matrix. Matrices of one shape (the same
-        layer in every block) are orthogonalised together, as one stack: for the character
-        config's 16 matrices, 24 ms a step on 2 CPU cores instead of 36 one at a time."""
+        layer in every block) are orthogonalised together, as one stack of batched matrix products,
+        which is faster than one matrix at a time (measured in benchmarks/RESULTS.md)."""
         mu, ahead = group["momentum"], []
         for p in params:
             state = self.state[p]

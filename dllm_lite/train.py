@@ -37,7 +37,6 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -49,6 +48,7 @@ import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
+from ._run import Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
 from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from .config import ConfigError, config_to_dict, load_config
@@ -146,15 +146,14 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext) -> d
     if bounds:
         record["val_bound"] = sum(bounds) / len(bounds)
     record["val_ppl"] = math.exp(min(record.get("val_bound", record["val_loss"]), 700.0))
-    # one short sample: unconditional for diffusion, after the first validation token for AR
+    # one short unconditional sample (an AR model starts from its beginning-of-sequence token)
     s = cfg.sample
-    prompt = x[0, :1] if t.objective == "autoregressive" else None
-    length = min(s.length, 64, cfg.model.seq_len - (1 if prompt is not None else 0))
+    length = min(s.length, 64)
     with autocast():
-        ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length), prompt=prompt,
+        ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length),
                        strategy=s.strategy, schedule=t.schedule, temperature=s.temperature, top_k=s.top_k,
                        top_p=s.top_p, block_size=s.block_size if s.block_size and s.block_size <= length else None,
-                       threshold=s.threshold, generator=generator)  # (1, length [+1])
+                       threshold=s.threshold, generator=generator)  # (1, length)
     record["sample"] = tokenizer.decode(ids[0])
     net.train(was_training)
     return record
@@ -204,103 +203,6 @@ def plot_metrics(source, path=None):
 
 # ----------------------------------------------------------------------------- the loop
 
-class _StopSignals:
-    """While active, SIGINT / SIGTERM only ask the loop to stop after the current step (a second one aborts)."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def _try_compile(model, net, trial_loss, device: torch.device, rank: int):
-    """torch.compile(model), run once on a throwaway batch so the compile time is paid before the clock
-    starts; if the compiler fails (on a CPU, torch.compile needs a working C++ toolchain), say so and
-    return the eager model. The trial leaves no gradient and no trace in the random generators."""
-    compiled = torch.compile(model)
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            trial_loss(compiled).backward()
-    except Exception as error:  # the compiler's own errors have many types (inductor, dynamo, C++ build)
-        first_line = (str(error).strip().splitlines() or [""])[0][:160]
-        _log(f"torch.compile failed ({type(error).__name__}: {first_line}); training without it "
-             f"(set train.compile=false to skip the attempt)", rank)
-        compiled = model
-    finally:
-        net.zero_grad(set_to_none=True)
-    return compiled
-
-
-def _init_distributed(device_name: str):
-    """(rank, world_size, device, started_here): joins the torchrun group when WORLD_SIZE > 1."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world_size == 1:
-        return 0, 1, device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device, started
-
-
-def _old_run_files(out_dir: Path, overwrite: bool) -> list[Path]:
-    """The files of an earlier run in out_dir; starting fresh over its checkpoints needs overwrite=True."""
-    old = sorted(out_dir.glob("step_*.pt")) + [p for p in [out_dir / "latest.pt"] if p.exists()]
-    if old and not overwrite:
-        raise CheckpointError(f"{out_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue, "
-                              f"--overwrite to start again, or set train.out_dir to a new folder")
-    return old + [p for p in (out_dir / "metrics.jsonl", out_dir / "loss.png") if p.exists()]
-
-
-def _diverged_message(step: int, lr: float, out_dir: Path) -> str:
-    latest = out_dir / "latest.pt"
-    kept = f"; the last good checkpoint, {latest}, is untouched" if latest.exists() else ""
-    return (f"the loss became NaN or infinite by step {step} (lr {lr:.3g}); lower train.lr or raise "
-            f"train.warmup_steps{kept}")
-
-
-def _count(n: int) -> str:
-    """25933312 -> '25.9M', 831000 -> '0.83M', 36500 -> '36.5K'."""
-    return f"{n / 1e6:.1f}M" if n >= 1e7 else f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
-
-
-def _log(message: str, rank: int) -> None:
-    if rank == 0:
-        tqdm.write(message, file=sys.stdout)
-
-
-def _log_estimate(seconds_per_step: float, step: int, t, rank: int) -> None:
-    """On a CPU, say how long the rest of the run will take; point a long run to the quick config."""
-    minutes = seconds_per_step * (t.max_steps - step) / 60
-    if minutes < 1:
-        return
-    cap = f" (train.max_minutes stops it at {t.max_minutes:g})" if t.max_minutes else ""
-    hint = ("; for a quick CPU run try python -m dllm_lite.train --config configs/shakespeare_char.yaml"
-            if minutes > 30 and not (t.max_minutes and t.max_minutes <= 30) else "")
-    _log(f"on this CPU: {seconds_per_step:.2f} s/step, about {minutes:.0f} min for the {t.max_steps - step} "
-         f"steps left{cap}{hint}", rank)
-
-
 def train(cfg, resume=False, overwrite: bool = False) -> dict:
     """Train the model of `cfg`; return a summary dict (step, loss, val_loss, val_bound, val_ppl, wall_time_s, ...).
 
@@ -324,203 +226,292 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
             out_dir.mkdir(parents=True, exist_ok=True)
             for path in old_files:
                 path.unlink(missing_ok=True)
-        return _train(cfg, state, out_dir, rank, world_size, device)
+        return _train(cfg, state, out_dir, Ranks(rank, world_size, device), device)
     finally:
         if started_group:
             dist.destroy_process_group()
 
 
-def _train(cfg, state, out_dir, rank, world_size, device) -> dict:
+def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dict:
     t = cfg.train
-    distributed = world_size > 1
-    torch.manual_seed(t.seed + rank)
+    torch.manual_seed(t.seed + ranks.rank)
     random.seed(t.seed)
     np.random.seed(t.seed)
-    # rank 0 reads (and caches) the data first, the others then find it cached
-    if distributed and rank != 0:
-        dist.barrier()
-    tokenizer = build_tokenizer(cfg.data)
-    train_tokens = load_tokens(cfg.data, tokenizer, "train")
-    val_tokens = None
-    if rank == 0:
-        val_tokens = load_tokens(cfg.data, tokenizer, "validation")
-        BlockLoader(val_tokens, cfg.model.seq_len, t.batch_size)  # fails now if validation is under one batch
-    if distributed and rank == 0:
-        dist.barrier()
-    if state is not None and state["tokenizer"] != tokenizer.state_dict():
-        raise CheckpointError(f"the checkpoint's tokenizer differs from the one built from data ({tokenizer.name}, "
-                              f"vocab {tokenizer.vocab_size}); resume with the checkpoint's data settings")
-
+    tokenizer, train_tokens, val_tokens = _load_data(cfg, ranks)
+    mask_id = tokenizer.mask_id
     net = build_model(cfg, tokenizer.vocab_size).to(device)
-    n_params = net.num_params()
-    use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    use_bf16, autocast = _precision(t.dtype, device)
     optimizer = build_optimizer(net, t.optimizer, t.lr, t.weight_decay, betas=(t.beta1, t.beta2),
                                 fused=device.type == "cuda", muon_lr=t.muon_lr)
-    loader = BlockLoader(train_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, rank=rank,
-                         world_size=world_size, device=device)
-    step, elapsed_before, interval = 0, 0.0, (0.0, 0)
+    loader = BlockLoader(train_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, rank=ranks.rank,
+                         world_size=ranks.world_size, device=device)
+    step, elapsed_before, unlogged = 0, 0.0, (0.0, 0)
     if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        loader.load_state_dict(state["data"])
-        if rank == 0:  # the checkpoint holds rank 0's generators; other ranks keep their (seed + rank) ones
-            set_rng_state(state["rng"], device)
-        step, elapsed_before = state["step"], state["elapsed"]
-        interval = (state["interval_loss_sum"], state["interval_steps"])
-    model = net
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        step, elapsed_before, unlogged = _restore(state, tokenizer, net, optimizer, loader, ranks, device)
     compile_start = time.time()
-    if t.compile:
-        dummy = torch.zeros(t.batch_size, cfg.model.seq_len, dtype=torch.long, device=device)  # (B, L)
-        model = _try_compile(model, net, lambda m: _batch_loss(m, dummy, cfg, tokenizer.mask_id,
-                                                                torch.Generator(device=device).manual_seed(0)),
-                             device, rank)
-    stop_group = dist.new_group(backend="gloo") if distributed and device.type == "cuda" else None
+    model = _wrap(net, cfg, mask_id, autocast, device, ranks)
+    clock = Clock(t.max_minutes, elapsed_before, started=compile_start)  # compiling counts against the cap
+    metrics = _open_run_dir(out_dir, cfg, state, step, ranks)
+    tokens_per_step = t.batch_size * t.grad_accum * ranks.world_size * cfg.model.seq_len
+    _log_start(net, cfg, use_bf16, device, ranks, tokens_per_step, state, step, out_dir)
 
-    metrics_path = out_dir / "metrics.jsonl"
-    if rank == 0:
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-        if state is not None and metrics_path.exists():  # forget records past the checkpoint
-            kept = [r for r in read_metrics(out_dir) if r["step"] <= step]
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-
-    def write_record(record):
-        if rank == 0:
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    tokens_per_step = t.batch_size * t.grad_accum * world_size * cfg.model.seq_len
-    _log(f"model: {_count(n_params)} parameters ({_count(n_params - net.num_params(non_embedding=True))} in "
-         f"the embedding), {t.objective} objective, {'bfloat16' if use_bf16 else 'float32'} on {device}"
-         f"{f' x {world_size} processes' if distributed else ''}; {tokens_per_step:,} tokens per step", rank)
-    if state is not None:
-        _log(f"resumed from step {step} in {out_dir}", rank)
-
-    mask_id = tokenizer.mask_id
-    noise = torch.Generator(device=device)
-    loss_sum = torch.tensor(interval[0], device=device)
-    interval_steps, nonfinite = interval[1], torch.zeros((), dtype=torch.bool, device=device)
-    last_eval, last_loss, stopped = {}, None, "max_steps"
-    eval_cost = save_cost = 0.0  # seconds the last evaluation and checkpoint took, kept free under max_minutes
-    start_time = log_time = time.time()
-    elapsed_before += start_time - compile_start  # compiling counts against train.max_minutes
-    start_step, log_step = step, step
-
-    def share_of_time_cap(elapsed: float) -> float:
-        """How much of train.max_minutes is spent (0 without a cap), with the closing evaluation and
-        checkpoint set aside: the learning rate's cosine ends where the time cap stops the run (lr_at)."""
-        if t.max_minutes is None:
-            return 0.0
-        return elapsed / max(60 * t.max_minutes - eval_cost - save_cost, 1e-9)
-
-    time_fraction = share_of_time_cap(elapsed_before)
-    quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # read now, not at import
-
-    def all_ranks_sum(value: torch.Tensor) -> torch.Tensor:
-        if distributed:
-            value = value.clone()
-            dist.all_reduce(value)
-        return value
-
-    def checkpoint_state():
-        return {"format": CHECKPOINT_FORMAT, "step": step, "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(), "lr": lr_at(step, t, time_fraction), "rng": rng_state(device),
-                "data": loader.state_dict(), "config": config_to_dict(cfg), "tokenizer": tokenizer.state_dict(),
-                "elapsed": elapsed_before + time.time() - start_time,
-                "interval_loss_sum": loss_sum.item(), "interval_steps": interval_steps}
-
-    with _StopSignals() as signals, tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True,
-                                         disable=quiet) as bar:
+    noise = torch.Generator(device=device)  # re-seeded for every micro-batch (see _accumulate_gradients)
+    interval = Interval(device, *unlogged, step=step)
+    last_eval, last_loss, stopped, start_step, loop_start = {}, None, None, step, time.time()
+    with StopSignals() as signals, tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True,
+                                        disable=quiet_progress(ranks.rank)) as bar:
         while step < t.max_steps:
-            lr = lr_at(step, t, time_fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's matrices may have their own peak (train.muon_lr)
-            step_loss = torch.zeros((), device=device)
-            for micro in range(t.grad_accum):
-                x = loader.next_batch()  # (B, L) this rank's rows
-                noise.manual_seed((t.seed * 2**32 + step * t.grad_accum + micro) % 2**63)
-                sync = not distributed or micro == t.grad_accum - 1  # all-reduce gradients once per step
-                with (nullcontext() if sync else model.no_sync()), autocast():
-                    loss = _batch_loss(model, x, cfg, mask_id, noise, rank, world_size) / t.grad_accum
-                loss.backward()
-                step_loss += loss.detach()
+            lr = _set_lr(optimizer, lr_at(step, t, clock.share))
+            step_loss = _accumulate_gradients(model, loader, noise, cfg, mask_id, step, autocast, ranks)
             grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_sum += step_loss
-            interval_steps += 1
-            nonfinite |= ~torch.isfinite(step_loss) | ~torch.isfinite(grad_norm)
+            interval.add(step_loss, grad_norm)
             bar.update(1)
-            final = step == t.max_steps
+            stopped = _stop_reason(step, t, signals, clock, ranks)  # None: go on
 
-            # stop early enough that the closing evaluation and checkpoint (timed when they last ran) fit
-            # the cap, also after a periodic one due at this step
-            elapsed = elapsed_before + time.time() - start_time
-            due = (eval_cost if step % t.eval_every == 0 else 0.0) + (save_cost if step % t.save_every == 0 else 0.0)
-            out_of_time = t.max_minutes is not None and elapsed + due + eval_cost + save_cost > 60 * t.max_minutes
-            flags = torch.tensor([float(signals.requested), float(out_of_time), share_of_time_cap(elapsed)])
-            if distributed:  # every rank must agree to stop at the same step, and on the learning rate
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=stop_group)
-            time_fraction = flags[2].item()
-            if flags[0] > 0:
-                stopped = "signal"
-            elif flags[1] > 0:
-                stopped = "max_minutes"
-            done = final or stopped != "max_steps"
-
-            if step % t.log_every == 0 or done:  # the only host read of the loss
-                if all_ranks_sum(nonfinite.float()).item() > 0:
+            if step % t.log_every == 0 or stopped:  # the only host read of the loss
+                if interval.diverged(ranks):
                     raise DivergedError(_diverged_message(step, lr, out_dir))
-                now = time.time()
-                last_loss = all_ranks_sum(loss_sum).item() / world_size / interval_steps
-                tokens_per_s = tokens_per_step * (step - log_step) / max(now - log_time, 1e-9)
-                record = {"step": step, "loss": last_loss, "lr": lr, "grad_norm": grad_norm.item(),
-                          "tokens_per_s": tokens_per_s, "elapsed": elapsed_before + now - start_time}
-                write_record(record)
+                last_loss, tokens_per_s = interval.close(step, ranks, tokens_per_step)
+                metrics.write({"step": step, "loss": last_loss, "lr": lr, "grad_norm": grad_norm.item(),
+                               "tokens_per_s": tokens_per_s, "elapsed": clock.elapsed()})
                 bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
-                loss_sum.zero_()
-                interval_steps, log_time, log_step = 0, now, step
-            if step == start_step + 3 and device.type == "cpu" and not done:
-                _log_estimate((time.time() - start_time) / 3, step, t, rank)
-
-            if step % t.eval_every == 0 or (done and stopped != "signal"):
-                eval_start = time.time()
-                if rank == 0:
-                    with torch.no_grad():
-                        last_eval = evaluate(net, cfg, val_tokens, tokenizer, device, autocast)
-                    write_record({"step": step, **last_eval, "elapsed": elapsed_before + time.time() - start_time})
-                    bound = f"bound {last_eval['val_bound']:.4f}, " if "val_bound" in last_eval else ""
-                    _log(f"step {step}: val loss {last_eval['val_loss']:.4f}, {bound}ppl {last_eval['val_ppl']:.2f} | "
-                         f"{json.dumps(last_eval['sample'][:120], ensure_ascii=False)}", rank)
-                eval_cost = time.time() - eval_start
-                log_time += eval_cost  # evaluating is not training: leave it out of tokens/s
-            if step % t.save_every == 0 or done:
-                save_start = time.time()
-                if all_ranks_sum(nonfinite.float()).item() > 0:
-                    raise DivergedError(_diverged_message(step, lr, out_dir))
-                if distributed:  # store the ranks' average, so a resumed run logs the same mean
-                    loss_sum = all_ranks_sum(loss_sum) / world_size
-                if rank == 0:
-                    save_checkpoint(checkpoint_state(), out_dir, t.keep_last)
-                save_cost = time.time() - save_start
-                log_time += save_cost  # nor is saving
-            if done:
+            if step == start_step + 3 and device.type == "cpu" and not stopped:
+                _log_estimate((time.time() - loop_start) / 3, step, t, ranks)
+            if step % t.eval_every == 0 or stopped in ("max_steps", "max_minutes"):
+                with clock.aside("eval", interval):
+                    if ranks.main:
+                        last_eval = _evaluate_and_log(net, cfg, val_tokens, tokenizer, device, autocast, step,
+                                                      clock, metrics, ranks)
+            if step % t.save_every == 0 or stopped:
+                with clock.aside("save", interval):
+                    if interval.diverged(ranks):
+                        raise DivergedError(_diverged_message(step, lr, out_dir))
+                    interval.average_over(ranks)  # a resumed run then logs the ranks' mean
+                    rngs = ranks.gather(rng_state(device))  # every rank's generators (dropout differs by rank)
+                    if ranks.main:
+                        save_checkpoint(_checkpoint(step, net, optimizer, loader, cfg, tokenizer, rngs, clock,
+                                                    interval), out_dir, t.keep_last)
+            if stopped:
                 break
 
-    wall = time.time() - start_time
-    if rank == 0:
+    wall = time.time() - loop_start
+    stopped = stopped or "max_steps"
+    if ranks.main:
         plot_metrics(out_dir, out_dir / "loss.png")
         why = {"signal": "interrupted; continue with --resume", "max_minutes": "stopped at train.max_minutes",
                "max_steps": "done"}[stopped]
-        _log(f"{why}: step {step}, {wall / 60:.1f} min; checkpoint {out_dir / 'latest.pt'}, "
-             f"metrics {metrics_path}, plot {out_dir / 'loss.png'}", rank)
+        ranks.log(f"{why}: step {step}, {wall / 60:.1f} min; checkpoint {out_dir / 'latest.pt'}, "
+                  f"metrics {metrics.path}, plot {out_dir / 'loss.png'}")
     return {"step": step, "loss": last_loss, "val_loss": last_eval.get("val_loss"),
             "val_bound": last_eval.get("val_bound"), "val_ppl": last_eval.get("val_ppl"),
             "wall_time_s": wall, "stopped": stopped, "out_dir": str(out_dir),
-            "checkpoint": str(out_dir / "latest.pt"), "parameters": n_params}
+            "checkpoint": str(out_dir / "latest.pt"), "parameters": net.num_params()}
+
+
+# ----------------------------------------------------------------------------- the loop's steps
+
+def _accumulate_gradients(model, loader, noise, cfg, mask_id, step, autocast, ranks) -> torch.Tensor:
+    """Forward and backward over train.grad_accum micro-batches; return the step's loss (on the device).
+
+    Each micro-batch's diffusion noise comes from `noise` seeded by (seed, step, micro-batch), the
+    same on every rank, so a resumed or a data-parallel run draws the masks that one uninterrupted
+    process draws.
+    """
+    t = cfg.train
+    step_loss = torch.zeros((), device=loader.device)
+    for micro in range(t.grad_accum):
+        x = loader.next_batch()  # (B, L) this rank's rows
+        noise.manual_seed((t.seed * 2**32 + step * t.grad_accum + micro) % 2**63)
+        sync = not ranks.distributed or micro == t.grad_accum - 1  # all-reduce the gradients once per step
+        with (nullcontext() if sync else model.no_sync()), autocast():
+            loss = _batch_loss(model, x, cfg, mask_id, noise, ranks.rank, ranks.world_size) / t.grad_accum
+        loss.backward()
+        step_loss += loss.detach()
+    return step_loss
+
+
+def _set_lr(optimizer, lr: float) -> float:
+    """Give every parameter group the learning rate `lr` (times its lr_scale: Muon's own peak, train.muon_lr)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return lr
+
+
+def _stop_reason(step: int, t, signals: StopSignals, clock: Clock, ranks: Ranks) -> "str | None":
+    """Why the loop stops after this step ("signal", "max_minutes", "max_steps"), or None to go on.
+
+    Under a time cap the run stops early enough that the closing evaluation and checkpoint (timed
+    when they last ran) fit, also after a periodic one due at this step. Every rank must agree to
+    stop at the same step, and on the share of the cap the learning rate follows (clock.share,
+    updated here).
+    """
+    elapsed = clock.elapsed()
+    out_of_time = clock.out_of_time(elapsed, step % t.eval_every == 0, step % t.save_every == 0)
+    flags = ranks.agree(torch.tensor([float(signals.requested), float(out_of_time), clock.share_of_cap(elapsed)]))
+    clock.share = flags[2].item()
+    if flags[0] > 0:
+        return "signal"
+    if flags[1] > 0:
+        return "max_minutes"
+    return "max_steps" if step == t.max_steps else None
+
+
+def _evaluate_and_log(net, cfg, val_tokens, tokenizer, device, autocast, step, clock, metrics, ranks) -> dict:
+    """Run `evaluate` on rank 0, write its record and print one line with the bound and the sample."""
+    with torch.no_grad():
+        result = evaluate(net, cfg, val_tokens, tokenizer, device, autocast)
+    metrics.write({"step": step, **result, "elapsed": clock.elapsed()})
+    bound = f"bound {result['val_bound']:.4f}, " if "val_bound" in result else ""
+    ranks.log(f"step {step}: val loss {result['val_loss']:.4f}, {bound}ppl {result['val_ppl']:.2f} | "
+              f"{json.dumps(result['sample'][:120], ensure_ascii=False)}")
+    return result
+
+
+def _checkpoint(step, net, optimizer, loader, cfg, tokenizer, rngs, clock: Clock, interval: Interval) -> dict:
+    """Everything a resumed run needs to continue exactly (see checkpoint.py); rngs: every rank's generators."""
+    return {"format": CHECKPOINT_FORMAT, "step": step, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+            "lr": lr_at(step, cfg.train, clock.share), "rng": rngs[0], "rng_ranks": rngs, "data": loader.state_dict(),
+            "config": config_to_dict(cfg), "tokenizer": tokenizer.state_dict(), "elapsed": clock.elapsed(),
+            "interval_loss_sum": interval.loss_sum.item(), "interval_steps": interval.steps}
+
+
+# ----------------------------------------------------------------------------- setting up
+
+def _init_distributed(device_name: str):
+    """(rank, world_size, device, started_here): joins the torchrun group when WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return 0, 1, device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device, started
+
+
+def _load_data(cfg, ranks: Ranks):
+    """(tokenizer, training tokens, validation tokens or None on ranks > 0). Rank 0 reads (and caches)
+    the data first, the other ranks then find it cached."""
+    if ranks.distributed and not ranks.main:
+        dist.barrier()
+    tokenizer = build_tokenizer(cfg.data)
+    train_tokens = load_tokens(cfg.data, tokenizer, "train")
+    val_tokens = None
+    if ranks.main:
+        val_tokens = load_tokens(cfg.data, tokenizer, "validation")
+        BlockLoader(val_tokens, cfg.model.seq_len, cfg.train.batch_size)  # fails now if validation is under one batch
+    if ranks.distributed and ranks.main:
+        dist.barrier()
+    return tokenizer, train_tokens, val_tokens
+
+
+def _precision(dtype: str, device: torch.device):
+    """(use_bf16, autocast): bf16 autocast when train.dtype asks for it, or on "auto" on a GPU that has it."""
+    use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    return use_bf16, (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+
+
+def _restore(state, tokenizer, net, optimizer, loader, ranks: Ranks, device):
+    """Load a checkpoint into the run; return (step, elapsed seconds, (unlogged loss sum, unlogged steps))."""
+    if state["tokenizer"] != tokenizer.state_dict():
+        raise CheckpointError(f"the checkpoint's tokenizer differs from the one built from data ({tokenizer.name}, "
+                              f"vocab {tokenizer.vocab_size}); resume with the checkpoint's data settings")
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    loader.load_state_dict(state["data"])
+    saved = state.get("rng_ranks") or [state["rng"]]  # older checkpoints hold rank 0's generators only
+    if ranks.rank < len(saved):  # a rank the checkpoint has no state for keeps its (seed + rank) generators
+        set_rng_state(saved[ranks.rank], device)
+    return state["step"], state["elapsed"], (state["interval_loss_sum"], state["interval_steps"])
+
+
+def _wrap(net, cfg, mask_id, autocast, device, ranks: Ranks):
+    """The module the loop calls: `net`, inside DDP when there are several ranks, compiled if train.compile."""
+    model = net
+    if ranks.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        dummy = torch.zeros(cfg.train.batch_size, cfg.model.seq_len, dtype=torch.long, device=device)  # (B, L)
+        trial = lambda m: _batch_loss(m, dummy, cfg, mask_id, torch.Generator(device=device).manual_seed(0))  # noqa: E731
+        model = _try_compile(model, net, trial, autocast, device, ranks)
+    return model
+
+
+def _try_compile(model, net, trial_loss, autocast, device: torch.device, ranks: Ranks):
+    """torch.compile(model), then one trial step on a throwaway batch under the run's own autocast, so
+    that the compile time is paid before the clock starts and the first real step finds its graph
+    ready (the masked head runs outside the graph, so later steps do not recompile either). If the
+    compiler fails (on a CPU, torch.compile needs a working C++ toolchain), say so and return the
+    eager model. The trial leaves no gradient and no trace in the random generators."""
+    compiled = torch.compile(model)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            with autocast():
+                trial = trial_loss(compiled)
+            trial.backward()
+    except Exception as error:  # the compiler's own errors have many types (inductor, dynamo, C++ build)
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        ranks.log(f"torch.compile failed ({type(error).__name__}: {first_line}); training without it "
+                  f"(set train.compile=false to skip the attempt)")
+        compiled = model
+    finally:
+        net.zero_grad(set_to_none=True)
+    return compiled
+
+
+def _open_run_dir(out_dir: Path, cfg, state, step: int, ranks: Ranks) -> MetricsFile:
+    """Write config.yaml; on resume forget the metrics past the checkpoint; return the metrics file."""
+    metrics = MetricsFile(out_dir, ranks.main)
+    if ranks.main:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+        if state is not None:
+            metrics.forget_after(step, read_metrics)
+    return metrics
+
+
+def _old_run_files(out_dir: Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier run in out_dir; starting fresh over its checkpoints needs overwrite=True."""
+    old = sorted(out_dir.glob("step_*.pt")) + [p for p in [out_dir / "latest.pt"] if p.exists()]
+    if old and not overwrite:
+        raise CheckpointError(f"{out_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue, "
+                              f"--overwrite to start again, or set train.out_dir to a new folder")
+    return old + [p for p in (out_dir / "metrics.jsonl", out_dir / "loss.png") if p.exists()]
+
+
+def _diverged_message(step: int, lr: float, out_dir: Path) -> str:
+    latest = out_dir / "latest.pt"
+    kept = f"; the last good checkpoint, {latest}, is untouched" if latest.exists() else ""
+    return (f"the loss became NaN or infinite by step {step} (lr {lr:.3g}); lower train.lr or raise "
+            f"train.warmup_steps{kept}")
+
+
+def _log_start(net, cfg, use_bf16, device, ranks: Ranks, tokens_per_step, state, step, out_dir) -> None:
+    """The run's first lines: the model's size, objective, precision and device; where a resume starts."""
+    n = net.num_params()
+    ranks.log(f"model: {count(n)} parameters ({count(n - net.num_params(non_embedding=True))} in the embedding), "
+              f"{cfg.train.objective} objective, {'bfloat16' if use_bf16 else 'float32'} on {device}"
+              f"{f' x {ranks.world_size} processes' if ranks.distributed else ''}; {tokens_per_step:,} tokens per step")
+    if state is not None:
+        ranks.log(f"resumed from step {step} in {out_dir}")
+
+
+def _log_estimate(seconds_per_step: float, step: int, t, ranks: Ranks) -> None:
+    """On a CPU, say how long the rest of the run will take; point a long run to the quick config."""
+    minutes = seconds_per_step * (t.max_steps - step) / 60
+    if minutes < 1:
+        return
+    cap = f" (train.max_minutes stops it at {t.max_minutes:g})" if t.max_minutes else ""
+    hint = ("; for a quick CPU run try python -m dllm_lite.train --config configs/shakespeare_char.yaml"
+            if minutes > 30 and not (t.max_minutes and t.max_minutes <= 30) else "")
+    ranks.log(f"on this CPU: {seconds_per_step:.2f} s/step, about {minutes:.0f} min for the {t.max_steps - step} "
+              f"steps left{cap}{hint}")
 
 
 def main(argv=None) -> int:

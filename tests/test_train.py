@@ -168,6 +168,70 @@ def test_a_failing_compiler_falls_back_to_eager(tmp_path, monkeypatch, capsys):
     assert "torch.compile failed (RuntimeError: no C++ compiler found)" in capsys.readouterr().out
 
 
+def test_compiled_bf16_training_does_not_recompile_after_the_warm_up(tmp_path, monkeypatch):
+    """The trial step runs under the run's autocast and the masked head stays out of the graph, so the
+    warm-up compiles every graph the run needs: the masked count changes every step, nothing recompiles."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="aot_eager", **kw))  # no C++
+    graphs_after_warm_up = []
+    try_compile = train._try_compile
+
+    def spy(*args, **kwargs):
+        compiled = try_compile(*args, **kwargs)
+        graphs_after_warm_up.append(counters["stats"]["unique_graphs"])
+        return compiled
+
+    monkeypatch.setattr(train, "_try_compile", spy)
+    cfg = make_config(tmp_path, "train.compile=true", "train.dtype=bfloat16", "train.max_steps=4",
+                      "train.eval_every=100", "train.save_every=100")
+    summary = train.train(cfg)
+    assert summary["step"] == 4 and math.isfinite(summary["loss"])
+    assert graphs_after_warm_up[0] >= 1
+    assert counters["stats"]["unique_graphs"] == graphs_after_warm_up[0], dict(counters["recompiles"])
+    torch._dynamo.reset()
+
+
+def test_grad_accum_equals_one_big_batch():
+    """Two micro-batches of 2 rows, accumulated, give the gradient of one batch of 4 rows (AR: no noise)."""
+    torch.manual_seed(0)
+    net = Transformer(ModelConfig(vocab_size=11, n_layer=1, n_head=2, n_embd=16, seq_len=8, causal=True))
+    x = torch.randint(0, 10, (4, 8))
+    loss.ar_loss(net, x, 10).backward()
+    whole = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    for half in (x[:2], x[2:]):
+        (loss.ar_loss(net, half, 10) / 2).backward()
+    for a, b in zip(whole, (p.grad for p in net.parameters())):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_grad_accum_run_matches_the_big_batch_run(tmp_path):
+    """The trainer: batch 2 x grad_accum 2 logs the losses of batch 4 (same blocks, same masks)."""
+    common = ["train.max_steps=3", "train.log_every=1", "train.eval_every=100", "train.save_every=100",
+              "train.objective=autoregressive"]
+    train.train(make_config(tmp_path, *common, "train.batch_size=4", f"train.out_dir={tmp_path / 'big'}"))
+    train.train(make_config(tmp_path, *common, "train.batch_size=2", "train.grad_accum=2",
+                            f"train.out_dir={tmp_path / 'accum'}"))
+    big = [r for r in train.read_metrics(tmp_path / "big") if "loss" in r]
+    accum = [r for r in train.read_metrics(tmp_path / "accum") if "loss" in r]
+    assert [r["loss"] for r in accum] == pytest.approx([r["loss"] for r in big], rel=1e-5)
+    assert [r["grad_norm"] for r in accum] == pytest.approx([r["grad_norm"] for r in big], rel=1e-4)
+
+
+@pytest.mark.parametrize("objective", ["diffusion", "autoregressive"])
+def test_a_bf16_autocast_step_on_cpu(tmp_path, objective):
+    cfg = make_config(tmp_path, "train.dtype=bfloat16", f"train.objective={objective}", "train.max_steps=3",
+                      "train.eval_every=3")
+    summary = train.train(cfg)
+    assert summary["step"] == 3 and math.isfinite(summary["loss"]) and math.isfinite(summary["val_loss"])
+    state = train.read_checkpoint(tmp_path / "run" / "latest.pt")
+    assert all(p.dtype == torch.float32 for p in state["model"].values())  # autocast keeps float32 weights
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     config = write_config(tmp_path)
     overrides = ["train.max_steps=12", "train.log_every=10", "train.save_every=2"]
@@ -267,3 +331,26 @@ def test_ddp_two_processes_match_one(tmp_path):
     two = [r["loss"] for r in train.read_metrics(tmp_path / "two") if "loss" in r]
     assert len(one) == 4 and two == pytest.approx(one, rel=1e-5)
     assert train.read_checkpoint(tmp_path / "two" / "latest.pt")["step"] == 4
+
+
+def test_ddp_resume_continues_exactly(tmp_path):
+    """torchrun, 2 CPU processes: 2 steps, then --resume to 4, logs what 4 steps straight log (constant lr, so
+    max_steps does not move the schedule)."""
+    config = write_config(tmp_path)
+    common = ["train.log_every=1", "train.eval_every=100", "train.save_every=100", "train.batch_size=2",
+              "train.warmup_steps=0", "train.min_lr=3.0e-3", "model.dropout=0.1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+    def torchrun(out, steps, *extra):
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+             "dllm_lite.train", "--config", str(config), *common, f"train.max_steps={steps}",
+             f"train.out_dir={tmp_path / out}", *extra], capture_output=True, text=True, env=env, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    torchrun("straight", 4)
+    torchrun("split", 2)
+    torchrun("split", 4, "--resume")
+    straight, split = ([r for r in train_records(tmp_path / run) if "loss" in r] for run in ("straight", "split"))
+    assert [r["step"] for r in split] == [1, 2, 3, 4]
+    assert split == straight  # losses, gradient norms and learning rates, to the bit
