@@ -138,17 +138,29 @@ class Interval:
             self.loss_sum = ranks.sum(self.loss_sum) / ranks.world_size
 
 
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: the run stops at once, without a closing checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StopSignals:
-    """While active, SIGINT / SIGTERM only ask the loop to stop after the current step (a second one aborts)."""
+    """While active, SIGINT / SIGTERM only ask the loop to stop after the current step (a second one aborts).
+
+    `signum` is the number of the first signal that arrived (None while none has).
+    """
 
     def __init__(self):
         self.requested = False
+        self.signum = None
         self.previous = {}
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Aborted(signum)
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):

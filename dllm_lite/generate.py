@@ -86,9 +86,12 @@ def _plan(args, net, tokenizer, cfg):
         if used + length > seq_len:
             raise ValueError(f"the prompt ({used} tokens) plus --length {length} is {used + length} tokens, more "
                              f"than the model's seq_len {seq_len}; use a shorter prompt or --length {seq_len - used}")
-    if length + n_masks == 0:
+    if length + n_masks == 0 and used >= seq_len:
         raise ValueError(f"nothing to generate: the prompt fills all {seq_len} positions and has no [MASK]; use "
-                         f"a shorter prompt, or --length > 0")
+                         f"a shorter prompt")
+    if length + n_masks == 0:
+        raise ValueError("nothing to generate: --length is 0 and the prompt has no [MASK] to fill; give --length "
+                         "of at least 1, or put [MASK] in the prompt")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     block_size, blocks = _block_plan(args, cfg, prompt, length, tokenizer.mask_id, causal)
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
     try:
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, key="--device")
         net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
         prompt, length, steps, block_size = _plan(args, net, tokenizer, cfg)
         s = cfg.sample

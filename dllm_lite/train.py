@@ -37,6 +37,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -48,7 +49,7 @@ import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
-from ._run import Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
+from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
 from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
                          read_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from .config import ConfigError, config_to_dict, load_config
@@ -68,14 +69,28 @@ class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" -> cuda (this rank's GPU), else mps, else cpu; any other name is used as given."""
+def available_devices() -> list[str]:
+    """The devices this machine can train on: "cpu", then "cuda:0" ... and "mps" where present."""
+    mps = getattr(torch.backends, "mps", None)
+    return (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+            + (["mps"] if mps is not None and mps.is_available() else []))
+
+
+def resolve_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
+    """"auto" -> cuda (this rank's GPU), else mps, else cpu; any other name must be a device this machine has
+    (a ConfigError naming `key` and the devices there are, otherwise)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    present = available_devices()
+    wanted = f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
+    if wanted not in present:
+        raise ConfigError(f"{key}={name} is not available: this machine has {', '.join(present)}; "
+                          f"use {key}=auto (or one of those)")
+    return device
 
 
 def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
@@ -123,11 +138,13 @@ def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
 
 
 @torch.no_grad()
-def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext) -> dict:
+def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop=None) -> "dict | None":
     """Validation loss, NLL bound (diffusion), perplexity and one short sample, all seeded by train.seed.
 
-    The same `eval_batches` validation batches and the same noise are used at every
-    evaluation, so successive values differ only because the model changed.
+    The same validation batches (`eval_batches` of them, at most the whole split once) and the
+    same noise are used at every evaluation, so successive values differ only because the model
+    changed. `stop`, if given, is asked before every batch; when it returns True the evaluation
+    is abandoned and None returned (a signal asked the run to stop).
     """
     t = cfg.train
     loader = BlockLoader(val_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, device=device)
@@ -135,7 +152,10 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext) -> d
     was_training = net.training
     net.eval()
     losses, bounds = [], []
-    for _ in range(t.eval_batches):
+    for _ in range(min(t.eval_batches, loader.steps_per_epoch)):
+        if stop is not None and stop():
+            net.train(was_training)
+            return None
         x = loader.next_batch()  # (B, L)
         with autocast():
             losses.append(_batch_loss(net, x, cfg, tokenizer.mask_id, generator).item())
@@ -224,7 +244,7 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
     try:
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
-            for path in old_files:
+            for path in old_files + sorted(out_dir.glob(".*.pt.tmp*")):  # + halves of a write a kill -9 cut short
                 path.unlink(missing_ok=True)
         return _train(cfg, state, out_dir, Ranks(rank, world_size, device), device)
     finally:
@@ -284,7 +304,8 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
                 with clock.aside("eval", interval):
                     if ranks.main:
                         last_eval = _evaluate_and_log(net, cfg, val_tokens, tokenizer, device, autocast, step,
-                                                      clock, metrics, ranks)
+                                                      clock, metrics, ranks, signals) or last_eval
+                    stopped = "signal" if ranks.agree(torch.tensor([float(signals.requested)]))[0] > 0 else stopped
             if step % t.save_every == 0 or stopped:
                 with clock.aside("save", interval):
                     if interval.diverged(ranks):
@@ -307,7 +328,7 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
                   f"metrics {metrics.path}, plot {out_dir / 'loss.png'}")
     return {"step": step, "loss": last_loss, "val_loss": last_eval.get("val_loss"),
             "val_bound": last_eval.get("val_bound"), "val_ppl": last_eval.get("val_ppl"),
-            "wall_time_s": wall, "stopped": stopped, "out_dir": str(out_dir),
+            "wall_time_s": wall, "stopped": stopped, "signal": signals.signum, "out_dir": str(out_dir),
             "checkpoint": str(out_dir / "latest.pt"), "parameters": net.num_params()}
 
 
@@ -359,10 +380,14 @@ def _stop_reason(step: int, t, signals: StopSignals, clock: Clock, ranks: Ranks)
     return "max_steps" if step == t.max_steps else None
 
 
-def _evaluate_and_log(net, cfg, val_tokens, tokenizer, device, autocast, step, clock, metrics, ranks) -> dict:
-    """Run `evaluate` on rank 0, write its record and print one line with the bound and the sample."""
+def _evaluate_and_log(net, cfg, val_tokens, tokenizer, device, autocast, step, clock, metrics, ranks,
+                      signals) -> "dict | None":
+    """Run `evaluate` on rank 0, write its record and print one line with the bound and the sample;
+    None if a signal stopped it half way (nothing is written then)."""
     with torch.no_grad():
-        result = evaluate(net, cfg, val_tokens, tokenizer, device, autocast)
+        result = evaluate(net, cfg, val_tokens, tokenizer, device, autocast, stop=lambda: signals.requested)
+    if result is None:
+        return None
     metrics.write({"step": step, **result, "elapsed": clock.elapsed()})
     bound = f"bound {result['val_bound']:.4f}, " if "val_bound" in result else ""
     ranks.log(f"step {step}: val loss {result['val_loss']:.4f}, {bound}ppl {result['val_ppl']:.2f} | "
@@ -406,7 +431,10 @@ def _load_data(cfg, ranks: Ranks):
     val_tokens = None
     if ranks.main:
         val_tokens = load_tokens(cfg.data, tokenizer, "validation")
-        BlockLoader(val_tokens, cfg.model.seq_len, cfg.train.batch_size)  # fails now if validation is under one batch
+        batches = BlockLoader(val_tokens, cfg.model.seq_len, cfg.train.batch_size).steps_per_epoch  # fails if < 1
+        if cfg.train.eval_batches > batches:
+            ranks.log(f"train.eval_batches={cfg.train.eval_batches} is more than the validation split holds: each "
+                      f"evaluation reads all of it once ({batches} batches)")
     if ranks.distributed and ranks.main:
         dist.barrier()
     return tokenizer, train_tokens, val_tokens
@@ -525,9 +553,10 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="start fresh, deleting out_dir's old checkpoints")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
     rank = int(os.environ.get("RANK", "0"))
+    cfg = None
     try:
         cfg = load_config(args.config, args.overrides)
-        train(cfg, resume=args.resume_from or args.resume, overwrite=args.overwrite)
+        summary = train(cfg, resume=args.resume_from or args.resume, overwrite=args.overwrite)
     except (ConfigError, DataError, CheckpointError, EncodingDownloadError) as error:
         if rank == 0:
             print(f"error: {error}", file=sys.stderr)
@@ -536,6 +565,14 @@ def main(argv=None) -> int:
         if rank == 0:
             print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as error:  # a second signal (Aborted), or Ctrl-C before the loop took over signals
+        signum = error.signum if isinstance(error, Aborted) else signal.SIGINT
+        where = f"the checkpoints in {cfg.train.out_dir} are as the last save left them" if cfg else "nothing was written"
+        if rank == 0:
+            print(f"error: stopped at once by {signal.Signals(signum).name}; {where}", file=sys.stderr)
+        return 128 + signum
+    if summary["stopped"] == "signal":  # saved, but stopped early: tell the shell, as an interrupted program does
+        return 128 + summary["signal"]
     return 0
 
 

@@ -144,6 +144,9 @@ def test_errors_are_one_line(checkpoints, capsys, tmp_path):
                           "34", "32", "--length 28")
     assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "")[::2], "empty", "omit --prompt")
     assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--steps", "0")[::2], "--steps", "at least 1")
+    code, _, err = run(capsys, "--checkpoint", ckpt, "--prompt", "the ", "--length", "0")  # 4 of 32 positions used
+    assert_one_line_error(code, err, "--length is 0", "[MASK]")
+    assert "fills all" not in err
     assert_one_line_error(*run(capsys, "--checkpoint", ckpt, "--prompt", "the ", "--strategy", "threshold")[::2],
                           "threshold")
 

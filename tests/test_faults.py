@@ -1,0 +1,157 @@
+"""Faults a training run must survive or report in one line: signals at awkward moments, kill -9,
+devices that are not there, leftovers of a killed write."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import datasets
+import pytest
+import torch
+
+from conftest import assert_one_line_error, make_config, write_config
+from dllm_lite import generate, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread_no_bars(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    datasets.disable_progress_bars()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    datasets.enable_progress_bars()
+
+
+def loss_records(out_dir) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s")}
+            for r in train.read_metrics(out_dir) if "loss" in r]
+
+
+def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_path, monkeypatch):
+    """Each validation batch takes 1 s; SIGTERM half a second into the evaluation stops the run before the
+    next batch, with a checkpoint of that step and no half-finished evaluation record."""
+    nll_bound, sent = train.nll_bound, []
+
+    def slow_bound(*args, **kwargs):
+        if not sent:
+            sent.append(time.time() + 0.5)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        time.sleep(1.0)
+        return nll_bound(*args, **kwargs)
+
+    monkeypatch.setattr(train, "nll_bound", slow_bound)
+    cfg = make_config(tmp_path, "train.max_steps=10", "train.eval_every=2", "train.eval_batches=1000",
+                      "train.save_every=100")
+    summary = train.train(cfg)
+    assert time.time() - sent[0] < 2.0  # the 6-batch evaluation would have taken 5 more seconds
+    assert summary["stopped"] == "signal" and summary["signal"] == signal.SIGTERM and summary["step"] == 2
+    assert train.read_checkpoint(tmp_path / "run" / "latest.pt")["step"] == 2
+    assert not [r for r in train.read_metrics(tmp_path / "run") if "val_loss" in r]
+
+
+def test_eval_batches_beyond_the_split_are_capped_and_said_once(tmp_path, monkeypatch, capsys):
+    calls = []
+    nll_bound = train.nll_bound
+    monkeypatch.setattr(train, "nll_bound", lambda *a, **k: calls.append(1) or nll_bound(*a, **k))
+    cfg = make_config(tmp_path, "train.max_steps=4", "train.eval_every=2", "train.eval_batches=100000000")
+    train.train(cfg)
+    out = capsys.readouterr().out
+    assert out.count("more than the validation split holds") == 1
+    per_evaluation = len(calls) / 2  # evaluations at steps 2 and 4
+    assert per_evaluation == 6  # the split's 26 blocks of 32 characters make 6 batches of 4
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:9", "mps"])
+def test_a_device_that_is_not_there_is_one_line(tmp_path, capsys, device):
+    if device in train.available_devices() or (device == "cuda" and torch.cuda.is_available()):
+        pytest.skip(f"this machine has {device}")
+    code = train.main(["--config", str(write_config(tmp_path)), f"train.device={device}"])
+    assert_one_line_error(code, capsys.readouterr().err, f"train.device={device}", "cpu", "auto")
+
+
+def test_generate_on_a_device_that_is_not_there_is_one_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has cuda")
+    cfg = make_config(tmp_path, "train.max_steps=2", "train.eval_every=2")
+    train.train(cfg)
+    capsys.readouterr()
+    code = generate.main(["--checkpoint", str(tmp_path / "run" / "latest.pt"), "--device", "cuda"])
+    assert_one_line_error(code, capsys.readouterr().err, "--device=cuda", "cpu")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_exits_with_the_signal_code_and_a_second_signal_is_one_line(tmp_path, monkeypatch, capsys,
+                                                                                  signum):
+    config = write_config(tmp_path)
+    set_lr, calls = train._set_lr, []
+
+    def signalling(at_call, times):  # _set_lr runs once at the top of every step
+        def set_lr_and_signal(optimizer, lr):
+            calls.append(1)
+            if len(calls) == at_call:
+                for _ in range(times):
+                    os.kill(os.getpid(), signum)
+            return set_lr(optimizer, lr)
+        return set_lr_and_signal
+
+    monkeypatch.setattr(train, "_set_lr", signalling(at_call=3, times=1))  # during step 3, which still finishes
+    assert train.main(["--config", str(config), "train.max_steps=6"]) == 128 + signum  # 130 / 143, as shells expect
+    assert train.read_checkpoint(tmp_path / "run" / "latest.pt")["step"] == 3
+    capsys.readouterr()
+    calls.clear()
+    monkeypatch.setattr(train, "_set_lr", signalling(at_call=2, times=2))  # step 5 of the resumed run: abort
+    code = train.main(["--config", str(config), "train.max_steps=6", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 128 + signum and "Traceback" not in err
+    assert err.strip().startswith("error: stopped at once by") and len(err.strip().splitlines()) == 1
+    assert train.read_checkpoint(tmp_path / "run" / "latest.pt")["step"] == 4  # the save at step 4 stands
+
+
+def test_halves_of_killed_writes_are_removed_at_start(tmp_path):
+    cfg = make_config(tmp_path, "train.max_steps=2", "train.eval_every=2")
+    out = tmp_path / "run"
+    out.mkdir()
+    leftovers = [out / ".step_000002.pt.tmp4242", out / ".latest.pt.tmp4242"]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+    train.train(cfg)
+    assert not any(path.exists() for path in leftovers)
+    leftovers[0].write_bytes(b"half a checkpoint")
+    train.train(make_config(tmp_path, "train.max_steps=4", "train.eval_every=2"), resume=True)
+    assert not leftovers[0].exists()
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """A run killed with SIGKILL at some moment after its third checkpoint (one per step), then resumed, logs
+    exactly what a run that was never killed logs: weights, optimiser, data position and every generator
+    come back from the newest checkpoint that was written whole."""
+    config = write_config(tmp_path)
+    common = ["train.max_steps=24", "train.log_every=1", "train.save_every=1", "train.eval_every=1000",
+              "model.dropout=0.1", "train.keep_last=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    command = [sys.executable, "-m", "dllm_lite.train", "--config", str(config), *common]
+    straight = subprocess.run([*command, f"train.out_dir={tmp_path / 'straight'}"], env=env, capture_output=True,
+                              text=True, timeout=240)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    victim = subprocess.Popen([*command, f"train.out_dir={killed_dir}"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed_dir / "step_000003.pt").exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # somewhere in the middle of a step or of a checkpoint write
+    victim.kill()
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed: make it longer"
+    resumed = subprocess.run([*command, f"train.out_dir={killed_dir}", "--resume"], env=env, capture_output=True,
+                             text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert loss_records(killed_dir) == loss_records(tmp_path / "straight")
+    a = train.read_checkpoint(killed_dir / "latest.pt")["model"]
+    b = train.read_checkpoint(tmp_path / "straight" / "latest.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
