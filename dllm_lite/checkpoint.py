@@ -6,7 +6,8 @@ A checkpoint is one dict saved with `torch.save`:
     step        optimiser steps taken
     model       the network's state_dict
     optimizer   the optimiser's state (AdamW's moments and step counts; Muon's momenta too)
-    rng         every random generator the run touches (torch, CUDA, numpy, Python)
+    rng         every random generator the run touches (torch, CUDA, numpy, Python), on rank 0
+    rng_ranks   the same for every rank of a torchrun group (rank 0's first), so dropout resumes exactly
     data        where the block loader stands in its epoch
     config      the resolved config, as plain data (see config.config_to_dict)
     tokenizer   enough to rebuild the tokenizer (see tokenize.tokenizer_from_state)
@@ -21,6 +22,7 @@ and plain containers only: opening a checkpoint can never run code from it.
 config.json, no training state), so every command with --checkpoint accepts one.
 """
 
+import errno
 import json
 import os
 import random
@@ -42,7 +44,7 @@ CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 STEP_FILE = re.compile(r"step_(\d+)\.pt")
 # keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
 MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv")] + [
-    ("train", "objective"), ("data", "tokenizer")]
+    ("train", "objective"), ("train", "optimizer"), ("data", "tokenizer")]
 
 
 class CheckpointError(ValueError):
@@ -72,18 +74,49 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def save_checkpoint(state: dict, out_dir: Path, keep_last: int) -> Path:
-    """Write step_XXXXXX.pt atomically, point latest.pt at it, and delete all but the last keep_last."""
+    """Write step_XXXXXX.pt atomically, point latest.pt at it, and delete all but the last keep_last.
+
+    A write that fails (a full disk, an I/O error) raises a one-line CheckpointError that says why
+    and which checkpoint is still intact; nothing half-written is left behind.
+    """
     path = out_dir / f"step_{state['step']:06d}.pt"
-    atomic_save(state, path)
-    tmp = out_dir / f".latest.pt.tmp{os.getpid()}"
     try:
-        os.link(path, tmp)  # a hard link: no second copy on disk, and os.replace keeps it atomic
-    except OSError:
-        atomic_save(state, tmp)
-    os.replace(tmp, out_dir / "latest.pt")
+        atomic_save(state, path)
+        tmp = out_dir / f".latest.pt.tmp{os.getpid()}"
+        try:
+            os.link(path, tmp)  # a hard link: no second copy on disk, and os.replace keeps it atomic
+        except OSError:
+            atomic_save(state, tmp)
+        os.replace(tmp, out_dir / "latest.pt")
+    except (OSError, RuntimeError) as error:
+        raise CheckpointError(f"could not write the checkpoint {path.name}: {_why(error)}; "
+                              f"{_intact(out_dir, path)}") from None
     for old in step_files(out_dir)[:-keep_last]:
         old.unlink()
     return path
+
+
+def _why(error: BaseException) -> str:
+    """The operating system's reason behind a failed write. torch.save reports a full disk as a
+    RuntimeError ("unexpected pos ..."), with the OSError it met as its context."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return "the write failed"
+    if error.errno == errno.ENOSPC:
+        return "no space left on device (free some, or set train.out_dir to a disk with room)"
+    return (error.strerror or str(error)).lower()
+
+
+def _intact(out_dir: Path, failed: Path) -> str:
+    """Which checkpoint survives a failed save: latest.pt and the step it holds."""
+    latest = out_dir / "latest.pt"
+    if not latest.exists():
+        return "no earlier checkpoint exists"
+    for path in reversed(step_files(out_dir)):
+        if path != failed and path.exists() and os.path.samefile(path, latest):
+            return f"latest.pt (step {int(STEP_FILE.fullmatch(path.name).group(1))}) is intact"
+    return "latest.pt is intact"
 
 
 def step_files(out_dir: Path) -> list[Path]:
