@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
 from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
-                         read_checkpoint, rng_state, save_checkpoint, set_rng_state)
+                         read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
 from .config import ConfigError, config_to_dict, load_config
 from .corrupt import corrupt, get_schedule, sample_times
 from .data import BlockLoader, DataError, build_tokenizer, load_tokens
@@ -235,6 +235,9 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
     state = None
     if resume:
         path = out_dir / "latest.pt" if resume is True else Path(resume)
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder, and a run resumes from a checkpoint file (an exported folder "
+                                  f"holds weights only, no optimiser or data position); pass e.g. {path}/latest.pt")
         if not path.is_file():
             raise CheckpointError(f"nothing to resume: no checkpoint at {path}; run without --resume to start fresh")
         state = read_checkpoint(path)
@@ -506,7 +509,7 @@ def _open_run_dir(out_dir: Path, cfg, state, step: int, ranks: Ranks) -> Metrics
 
 def _old_run_files(out_dir: Path, overwrite: bool) -> list[Path]:
     """The files of an earlier run in out_dir; starting fresh over its checkpoints needs overwrite=True."""
-    old = sorted(out_dir.glob("step_*.pt")) + [p for p in [out_dir / "latest.pt"] if p.exists()]
+    old = step_files(out_dir) + [p for p in [out_dir / "latest.pt"] if p.exists()]
     if old and not overwrite:
         raise CheckpointError(f"{out_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue, "
                               f"--overwrite to start again, or set train.out_dir to a new folder")

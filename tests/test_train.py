@@ -306,6 +306,8 @@ def test_bad_resumes_leave_checkpoints_alone(tmp_path, capsys):
     assert_one_line_error(*run_main(capsys, "--config", str(config), "--resume", "model.n_layer=3")[::2],
                           "model.n_layer=2", "3")
     assert_one_line_error(*run_main(capsys, "--config", str(config))[::2], "--resume", "--overwrite")
+    assert_one_line_error(*run_main(capsys, "--config", str(config), "--resume-from", str(run))[::2],
+                          "is a folder", "latest.pt")
     assert {p.name: p.read_bytes() for p in run.glob("*.pt")} == before
     (run / "latest.pt").unlink()  # a hard link: unlink first so the step file stays whole
     (run / "latest.pt").write_bytes(before["latest.pt"][: len(before["latest.pt"]) // 2])
