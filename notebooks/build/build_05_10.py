@@ -66,8 +66,9 @@ split = int(0.9 * len(text))  # the first 90% to train on, the last 10% held out
 train_text, val_text = text[:split], text[split:]
 train_ids = torch.tensor(tok.encode(train_text))
 val_ids = torch.tensor(tok.encode(val_text))
-V = tok.vocab_size - 1  # real characters; the last id is [MASK]
-print(f"{len(text):,} characters: {V} distinct ones, plus [MASK] = id {tok.mask_id}")
+V = tok.vocab_size - 1  # the ids a prediction can take: the characters and end-of-text; the last id is [MASK]
+print(f"{len(text):,} characters: {len(tok.chars)} distinct ones, end-of-text = id {tok.eot_id}, "
+      f"[MASK] = id {tok.mask_id}")
 print(f"train {len(train_ids):,} / held out {len(val_ids):,} characters")
 '''
 
@@ -620,8 +621,8 @@ plt.show()
 '''), md(r"""
 ## 3. Fixed-length answers
 
-The number of masks fixes the length of the answer exactly: there is no end-of-text token to
-decide when to stop, the model must make its answer fit the slot. Below, the same cue gets
+The number of masks fixes the length of the answer exactly: the model cannot decide when to
+stop, it must make its answer fit the slot. Below, the same cue gets
 slots of three sizes.
 
 The slot's length is itself information, and a small model leans on it heavily. In the stored
@@ -693,16 +694,17 @@ ar_cfg = model.ModelConfig(**{**asdict(cfg), "causal": True})
 ar_net = model.Transformer(ar_cfg).to(device)
 AR_FILE = RUNS / f"char_ar_{MODE}.pt"
 saved = torch.load(AR_FILE, map_location=device) if AR_FILE.exists() else None
-if saved is not None and saved["config"] == asdict(ar_cfg) and saved["train_steps"] == AR_STEPS:
+if saved is not None and saved["config"] == asdict(ar_cfg) and saved["train_steps"] == AR_STEPS and saved.get("bos"):
     ar_net.load_state_dict(saved["state_dict"])
     ar_net.eval()
     print(f"loaded the AR twin from {AR_FILE.relative_to(ROOT)}")
 else:
-    fit(ar_net, lambda net, x0, generator: loss.ar_loss(net, x0), AR_STEPS)
+    fit(ar_net, lambda net, x0, generator: loss.ar_loss(net, x0, tok.mask_id), AR_STEPS)
     RUNS.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(ar_cfg), "train_steps": AR_STEPS, "state_dict": ar_net.state_dict()}, AR_FILE)
+    torch.save({"config": asdict(ar_cfg), "train_steps": AR_STEPS, "bos": True, "state_dict": ar_net.state_dict()},
+               AR_FILE)
 with torch.no_grad():
-    ar_nll = loss.ar_loss(ar_net, held_out).item()
+    ar_nll = loss.ar_loss(ar_net, held_out, tok.mask_id).item()
 print(f"AR twin, held-out cross-entropy: {ar_nll:.3f} nats/char (the denoiser's bound: {bound:.3f})")
 
 try:
@@ -736,10 +738,11 @@ passages = torch.stack([val_ids[o : o + LEFT + GAP + RIGHT] for o in offsets]).t
 
 def right_nll(ids):
     """The AR twin's NLL of the right context of each row of ids (N, LEFT+GAP+RIGHT), nats/char, (N,)."""
+    bos = torch.full_like(ids[:, :1], tok.mask_id)  # the AR twin reads its beginning-of-sequence token first
     with torch.no_grad():
-        logp = ar_net(ids[:, :-1]).float().log_softmax(-1)  # (N, T-1, V)
-    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, T-1): log p(x_i | x_<i), i >= 1
-    return -token_logp[:, LEFT + GAP - 1 :].mean(dim=1)
+        logp = ar_net(torch.cat([bos, ids[:, :-1]], dim=1)).float().log_softmax(-1)  # (N, T, V)
+    token_logp = logp.gather(-1, ids[:, :, None]).squeeze(-1)  # (N, T): log p(x_i | x_<i)
+    return -token_logp[:, LEFT + GAP :].mean(dim=1)
 
 
 fills = {"true middle": passages.clone()}

@@ -101,7 +101,8 @@ more id for [MASK]: $V$ real characters, and `mask_id` $= V$. The bundled Tiny S
 
 Two numbers say what a loss value means:
 
-- **uniform guess**: a model that spreads its probability evenly over the $V$ characters pays
+- **uniform guess**: a model that spreads its probability evenly over the $V$ ids it can
+  predict (the characters and the end-of-text token that separates documents) pays
   $\log V$ nats per character. An untrained denoiser sits there: the NELBO of the uniform
   predictor is exactly $\log V$ (see `loss.py`).
 - **unigram entropy**: a model that knows how often each character occurs, but ignores
@@ -117,7 +118,7 @@ unigram_entropy = float(-(p * np.log(p)).sum())  # $H_1 = -\\sum_c p(c) \\log p(
 uniform_guess = math.log(tokenizer.mask_id)      # $\\log V$
 '''), code('''
 # NBVAL_CHECK_OUTPUT
-print(f"{tokenizer.mask_id} characters + [MASK] (mask_id = {tokenizer.mask_id})")
+print(f"{len(tokenizer.chars)} characters + end-of-text (id {tokenizer.eot_id}) + [MASK] (mask_id = {tokenizer.mask_id})")
 print(f"training text: {len(train_ids):,} characters; validation: {len(val_ids):,}")
 print(f"uniform guess   log V = {uniform_guess:.3f} nats/char")
 print(f"unigram entropy H_1   = {unigram_entropy:.3f} nats/char")
@@ -337,7 +338,7 @@ import math
 import numpy as np
 import torch
 
-from dllm_lite import bench, config, sample, train, viz
+from dllm_lite import bench, config, corrupt, sample, train, viz
 ''' + MODES), md(r"""
 ## Where the 25 million parameters are
 
@@ -350,6 +351,9 @@ $$ N \approx V C + 12 L C^2 = 16.1\text{M} + 9.8\text{M} \approx 25.9\text{M}, $
 each block holding $4C^2$ in attention and $8C^2$ in its MLP. Training costs about
 $6N + 12 L H Q T$ FLOPs per token (`Transformer.flops_per_token`): $6N$ for the weights
 (forward and backward), the rest for attention over $T$ positions ($H$ heads of size $Q$).
+One correction for diffusion: the output head (the tied embedding, $VC$ of the $N$ weights)
+runs only at the masked positions, half of them on average with the linear schedule, so it
+counts $6 \cdot \tfrac12 VC$, not $6VC$ (`flops_per_token(head_share=...)`).
 Dividing the achieved FLOP/s by the GPU's peak gives the **MFU**, model FLOPs utilisation.
 
 On the GPU the run is capped by `train.max_minutes=1.5`. On a CPU it uses batches of 4 blocks of
@@ -391,6 +395,7 @@ logged = [r for r in records if "loss" in r]
 net, tokenizer, run_cfg, state = train.load_checkpoint(summary["checkpoint"], device)
 tokens_per_s = float(np.median([r["tokens_per_s"] for r in logged]))
 peak_tflops = bench.peak_tflops_of(torch.device(device))
+head_share = corrupt.get_schedule(run_cfg.train.schedule).mean_mask_prob()  # the head runs at masked positions
 figures = {
     "mode": mode,
     "device": torch.cuda.get_device_name() if on_gpu else device,
@@ -399,7 +404,7 @@ figures = {
     "stopped": summary["stopped"],
     "tokens_per_step": cfg.train.batch_size * cfg.train.grad_accum * cfg.model.seq_len,
     "tokens_per_s": tokens_per_s,
-    "mfu": tokens_per_s * net.flops_per_token() / (peak_tflops * 1e12) if peak_tflops else None,
+    "mfu": tokens_per_s * net.flops_per_token(head_share=head_share) / (peak_tflops * 1e12) if peak_tflops else None,
     "final_train_loss": summary["loss"],
     "val_loss": summary["val_loss"],
     "val_bound": summary["val_bound"],
@@ -484,7 +489,7 @@ import math
 import numpy as np
 import torch
 
-from dllm_lite import bench, config, data, sample, train, viz
+from dllm_lite import bench, config, corrupt, data, sample, train, viz
 ''' + MODES), md(r"""
 ## The config, and what we change for a two-minute run
 
@@ -552,7 +557,8 @@ summary = train.train(cfg, overwrite=True)
 '''), md(r"""
 ## Throughput, MFU and memory
 
-The model FLOPs per token come from `Transformer.flops_per_token`, $6N + 12 L H Q T$, and
+The model FLOPs per token come from `Transformer.flops_per_token`, $6N + 12 L H Q T$ with the
+output head counted only at the masked positions it runs on (half of them, linear schedule), and
 $\text{MFU} = \text{tokens/s} \times \text{FLOPs per token} / \text{peak FLOP/s}$, with the
 peak bf16 rate of `bench.peak_tflops_of` (989 TFLOP/s for an H100 or H200). Tokens per second is
 the median over the log lines, which leave out evaluations and checkpoints.
@@ -561,7 +567,7 @@ records = train.read_metrics(cfg.train.out_dir)
 logged = [r for r in records if "loss" in r]
 net, tokenizer, run_cfg, state = train.load_checkpoint(summary["checkpoint"], device)
 tokens_per_s = float(np.median([r["tokens_per_s"] for r in logged]))
-flops_per_token = net.flops_per_token()
+flops_per_token = net.flops_per_token(head_share=corrupt.get_schedule(run_cfg.train.schedule).mean_mask_prob())
 peak_tflops = bench.peak_tflops_of(torch.device(device))
 figures = {
     "mode": mode,
@@ -663,12 +669,15 @@ print(f"device: {device}; smoke mode: {is_smoke()}")
 Both models are `model.Transformer` with the shape of `configs/shakespeare_char.yaml`; only
 `train.objective` differs, and with it the attention mask.
 
-**Autoregressive** (causal attention): position $i$ sees positions $\le i$ and predicts $x_{i+1}$.
-The chain rule makes the loss an *exact* negative log-likelihood,
+**Autoregressive** (causal attention): the network reads a beginning-of-sequence token and then
+$x_1, \dots, x_{i-1}$, and predicts $x_i$; the first character is predicted from the
+beginning-of-sequence token alone. The chain rule makes the loss an *exact* negative
+log-likelihood,
 
-$$ -\log p_\theta(x) = -\log p_\theta(x_1) - \sum_{i=1}^{L-1} \log p_\theta(x_{i+1} \mid x_{\le i}) ,$$
+$$ -\log p_\theta(x) = -\sum_{i=1}^{L} \log p_\theta(x_i \mid x_{<i}) ,$$
 
-and `loss.ar_loss` averages the $L - 1$ conditional terms, in nats per character.
+and `loss.ar_loss` averages its $L$ terms, in nats per character. (The beginning-of-sequence
+token is the `[MASK]` id, which a causal model never meets otherwise.)
 
 **Diffusion** (bidirectional attention): mask each character with probability $t$ and
 predict the masked ones from everything that is left. Its loss, the negative ELBO, is an
@@ -719,13 +728,10 @@ Three things differ between the two numbers the training log prints:
    the bound's gap is not known. If the bound is *lower*, the diffusion model is certainly better.
 2. **Monte Carlo noise.** The bound is an average over random times and masks; below we
    re-estimate it with more samples and its standard error.
-3. **The first character.** `ar_loss` scores the $L - 1$ characters that have a left context and
-   never the first one, which the diffusion bound includes. To compare per-character NLLs of
-   whole blocks we add the cost of the first character, which the AR model cannot predict
-   (it has no context) and we price at the unigram cross-entropy $-\log p(x_1)$:
-   $\text{NLL}_{AR} = \big((L-1)\,\text{ar\_loss} - \log p(x_1)\big) / L$. That moves the number by
-   $(-\log p(x_1) - \text{ar\_loss}) / L$, under 0.01 nats for $L = 256$: small, but it is the
-   right way round to compare.
+3. **The same positions.** Both numbers cover every character of the block, the first one
+   included: the AR model predicts it from its beginning-of-sequence token alone, and the
+   diffusion model has to predict it too (when it is masked). Per-character numbers over
+   different sets of positions would not compare.
 """), code('''
 loaded = {objective: train.load_checkpoint(summary["checkpoint"], device) for objective, summary in summaries.items()}
 nets = {objective: net for objective, (net, *_) in loaded.items()}
@@ -739,16 +745,13 @@ unigram_entropy = float(-(np.exp(log_unigram) * log_unigram).sum())
 x = data.BlockLoader(val_ids, cfg.model.seq_len, pick(32, 2), seed=1, device=device).next_batch()  # (B, L)
 L = x.shape[1]
 with torch.no_grad():
-    ar = loss.ar_loss(nets["autoregressive"], x).item()
+    ar = loss.ar_loss(nets["autoregressive"], x, tokenizer.mask_id).item()
 bound, stderr = loss.nll_bound(nets["diffusion"], x, cfg.train.schedule, tokenizer.mask_id, n_samples=pick(16, 2),
                                generator=torch.Generator(device=device).manual_seed(0), return_stderr=True)
-first = float(-log_unigram[x[:, 0].cpu().numpy()].mean())
-ar_whole = ((L - 1) * ar + first) / L
-print(f"on {x.shape[0]} validation blocks of {L} characters (nats per character):")
-print(f"  AR, next-character loss (exact, {L - 1} terms)  {ar:.4f}")
-print(f"  AR, whole block, first character at unigram cost  {ar_whole:.4f}")
-print(f"  diffusion NLL bound                               {bound:.4f} +- {stderr:.4f} (standard error)")
-print(f"  unigram entropy, for reference                     {unigram_entropy:.4f}")
+print(f"on {x.shape[0]} validation blocks of {L} characters, every position (nats per character):")
+print(f"  AR, next-character loss (exact, {L} terms)  {ar:.4f}")
+print(f"  diffusion NLL bound                       {bound:.4f} +- {stderr:.4f} (standard error)")
+print(f"  unigram entropy, for reference            {unigram_entropy:.4f}")
 '''), md(r"""
 The curves, against steps and against wall-clock seconds: the validation NLL bound for diffusion,
 the exact validation loss for AR. Same data, same steps, same batch.
@@ -827,12 +830,13 @@ We time three lengths with batch size 1:
   against the cached keys and values;
 - **AR without the cache**: one pass per token over the whole prefix so far.
 
-(The AR model needs one prompt token, so the longest length is $L - 1$.) Each timing is the
+Both models generate from nothing here (the AR model from its beginning-of-sequence token), up
+to the whole block of $L$ characters. Each timing is the
 best of three runs (one in smoke mode), to damp the noise of a shared machine. In the left
 panel of the plot the three one-token-per-pass lines lie on top of each other: only the
 seconds tell them apart.
 """), code('''
-lengths = [L // 4, L // 2, L - 1]
+lengths = [L // 4, L // 2, L]
 variants = {f"diffusion, {fixed_steps} steps": dict(objective="diffusion", steps=lambda n: fixed_steps),
             "diffusion, steps = length": dict(objective="diffusion", steps=lambda n: n),
             "AR, KV cache": dict(objective="autoregressive", use_cache=True),
@@ -872,7 +876,7 @@ table = f"""
 | --- | --- | --- |
 | attention | causal: changing the last character moves position 0's prediction by {attention_effect["autoregressive"]:.1e} | bidirectional: it moves it by {attention_effect["diffusion"]:.1e} |
 | training | next-token prediction, {speed["autoregressive"]:,.0f} chars/s; {summaries["autoregressive"]["wall_time_s"]:.0f} s for {summaries["autoregressive"]["step"]} steps | denoising masked tokens, {speed["diffusion"]:,.0f} chars/s; {summaries["diffusion"]["wall_time_s"]:.0f} s for {summaries["diffusion"]["step"]} steps |
-| validation (nats/char) | {ar:.3f} exact ({ar_whole:.3f} with the first character) | {bound:.3f} ± {stderr:.3f}, an upper bound |
+| validation (nats/char, all {L} positions) | {ar:.3f} exact | {bound:.3f} ± {stderr:.3f}, an upper bound |
 | generation | sequential: {longest["AR, KV cache"]["network_calls"]} passes for {n} tokens | parallel refinement: {longest[fixed]["network_calls"]} passes for {n} tokens ({n / longest[fixed]["network_calls"]:.1f} tokens per pass) |
 | inference cost, {n} tokens | {longest["AR, KV cache"]["seconds"]:.2f} s with the KV cache, {longest["AR, no cache"]["seconds"]:.2f} s without | {longest[fixed]["seconds"]:.2f} s at {fixed_steps} steps, {longest["diffusion, steps = length"]["seconds"]:.2f} s at {n} steps |
 | sample quality (5-char windows seen in training; real text 0.95) | {quality["autoregressive"]:.2f} | {quality[fixed]:.2f} at {fixed_steps} steps, {quality[f"diffusion, {length} steps"]:.2f} at {length} steps |
@@ -884,8 +888,8 @@ display(Markdown(table))
 - Trained on the same characters for the same steps, the autoregressive model reaches a lower
   validation number, and that number is exact; the diffusion model's is an upper bound,
   so the true gap is smaller than the one in the table, by an unknown amount.
-- Compare per-character numbers over the same positions: `ar_loss` leaves out the first
-  character of each block, which the bound includes.
+- Both numbers cover the same positions: `ar_loss` scores the first character of each block
+  too, from the beginning-of-sequence token alone, as the bound does.
 - Diffusion buys parallel generation: a fixed number of forward passes however long the text.
   Each pass is a full bidirectional forward, though, and AR with a KV cache processes one
   position per pass, so fewer passes are not automatically fewer seconds at this size and on a CPU;
@@ -898,7 +902,7 @@ display(Markdown(table))
 - Train both for longer (`steps = pick(3000, 4)`) and see whether the gap between the AR loss
   and the diffusion bound closes or stays.
 - Try `strategy="threshold", threshold=0.9` for diffusion: how many passes does it need for
-  `L - 1` tokens, and at what quality?
+  `L` tokens, and at what quality?
 - Run the same comparison on a GPU, where a forward pass over 256 positions costs about as
   much as one over a single position, and the seconds column changes.
 """)]
