@@ -16,7 +16,14 @@ wrong type or an impossible value is a `ConfigError` whose single line names the
 key and the fix, before a model is built or a byte of data is read.
 
 YAML 1.1 (PyYAML) reads ``1e-3`` as a *string* (it wants ``1.0e-3``), so float fields
-accept numeric strings, and whole-number fields accept ``1e4``.
+accept numeric strings, and whole-number fields accept ``1e4``. Float fields must be finite
+(``.nan`` and ``.inf`` are refused for all of them).
+
+The YAML is read by PyYAML's safe loader with two refusals it lacks: a key written twice in
+one mapping (YAML forbids it; PyYAML keeps the last silently), and aliases that expand the
+document far beyond its text (the "billion laughs": nine aliases of nine aliases of ... make
+millions of values out of a few lines). Messages quote values shortened with `reprlib`, so a
+huge value never makes a huge message.
 
 References: nanoGPT's configurator.py (a file plus ``--key=value`` overrides);
 Python's dataclasses and difflib (the "did you mean" hints).
@@ -27,6 +34,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -154,6 +162,84 @@ EXAMPLES = {"name": "tiny", "params": "25M", "data.dataset": "tiny_shakespeare",
             "data.data_files": "data/*.txt", "data.text_field": "text", "data.tokenizer": "gpt2",
             "data.cache_dir": ".cache/dllm_lite", "train.out_dir": "runs/tiny", "train.device": "auto"}
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes [0, 2**32 - 1]
+ALIAS_LIMIT = 10_000  # values that YAML aliases may add to a document; a real config's aliases add a handful
+
+_SHORT = reprlib.Repr()  # repr for messages: strings cut to ~80 characters, containers to 6 items, 2 levels deep
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 80, 80, 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+
+
+def _show(value) -> str:
+    """repr(value) short enough for a one-line message, whatever the value's size."""
+    return _SHORT.repr(value)
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but that a config may not be; the message says why and the fix."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a key repeated in one mapping and an alias bomb.
+
+    The composer builds a graph of nodes in which an alias is the anchored node itself, so
+    a bomb is small as a graph and only explodes when walked as a tree (repr, validation).
+    `get_single_node` measures that tree size on the graph, each node once, before anything
+    is constructed.
+    """
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            sizes: dict[int, float] = {}
+            added = _tree_size(node, sizes, set()) - len(sizes)  # values that exist only through aliases
+            if added > ALIAS_LIMIT:
+                raise _Refused(f"its YAML aliases (*name) expand it by more than {ALIAS_LIMIT:,} values (an alias "
+                               f"bomb, or an alias inside its own anchor); write the values out instead")
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):  # anything else: SafeConstructor's own error
+            self._check_unique_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _check_unique_keys(self, node) -> None:
+        """Refuse a key written twice in one mapping (keys that compare equal, like 1 and 1.0, count as one)."""
+        lines = {}  # key -> the line it first appears on
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden: that is its use
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                repeated = key in lines
+            except TypeError:  # an unhashable key: SafeConstructor's own error names it
+                continue
+            if repeated:
+                raise _Refused(f"key {_show(key)} appears twice in one mapping (line {lines[key]} and line {line}); "
+                               f"keep one of them")
+            lines[key] = line
+
+
+def _tree_size(node, sizes: dict, open_nodes: set) -> float:
+    """How many values `node` holds once every alias is written out: 1 + its children's sizes.
+
+    Memoised by node in `sizes`, so a bomb costs one visit per distinct node; an alias that
+    points into the node being measured would repeat without end (infinity).
+    """
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        return math.inf
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    else:
+        children = []
+    sizes[id(node)] = 1 + sum(_tree_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(id(node))
+    return sizes[id(node)]
 
 
 def _fail(source: str, message: str) -> typing.NoReturn:
@@ -162,7 +248,7 @@ def _fail(source: str, message: str) -> typing.NoReturn:
 
 def _suggest(word: str, choices, what: str = "choices") -> str:
     """'did you mean 'x'? (choices: a, b)' when a choice is close to `word`, else 'choices: a, b'."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    close = difflib.get_close_matches(word[:100], list(choices), n=1)  # a longer word is close to no key
     listing = f"{what}: {', '.join(choices)}"
     return f"did you mean {close[0]!r}? ({listing})" if close else listing
 
@@ -182,7 +268,12 @@ def _coerce(value, hint, source: str, key: str):
         if bool in allowed:
             return value
     elif float in allowed and (isinstance(value, (int, float)) or (isinstance(value, str) and NUMBER.fullmatch(value))):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # .nan passes no comparison and .inf passes most: refuse both here, once
+            default = _default(key)
+            _fail(source, f"{key} must be a finite number, got {number}; e.g. {key}: "
+                          f"{'null' if default is None else default} (its default)")
+        return number
     elif int in allowed and isinstance(value, int):
         return value
     elif int in allowed and isinstance(value, (float, str)) and NUMBER.fullmatch(str(value)) and float(value).is_integer():
@@ -192,7 +283,15 @@ def _coerce(value, hint, source: str, key: str):
     elif list[str] in allowed and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
     example = EXAMPLES.get(key) or {int: "1000", float: "0.001", bool: "true", str: "'some text'"}[allowed[0]]
-    _fail(source, f"{key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__}); write e.g. {key}: {example}")
+    _fail(source, f"{key} must be {_type_name(hint)}, got {_show(value)} ({type(value).__name__}); "
+                  f"write e.g. {key}: {example}")
+
+
+def _default(key: str):
+    """The default value of a dotted `section.key` (None for top-level keys and unknown ones)."""
+    section, _, name = key.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])} if section in SECTIONS else {}
+    return fields[name].default if name in fields else None
 
 
 def _check_section(section_cls, values, source: str, section: str):
@@ -217,7 +316,7 @@ def _check_key(section: str, key, source: str) -> None:
     if dotted in MOVED:
         _fail(source, f"{dotted} is not a config key; use {MOVED[dotted]} instead")
     if key not in fields:
-        _fail(source, f"unknown key {dotted!r}: {_suggest(str(key), fields, f'the {section} keys')}")
+        _fail(source, f"unknown key {_show(dotted)}: {_suggest(str(key), fields, f'the {section} keys')}")
 
 
 def _require(ok: bool, source: str, message: str) -> None:
@@ -249,10 +348,10 @@ def _validate(cfg: Config, source: str) -> None:
              f"data.dataset={d.dataset} reads local files but data.data_files is not set; "
              f"add e.g. data.data_files: path/*.{'txt' if d.dataset == 'text' else d.dataset}")
     _require(d.data_files is None or local or "/" in d.dataset or Path(d.dataset).is_dir(), source,
-             f"data.data_files is set but data.dataset={d.dataset!r} does not read files; "
+             f"data.data_files is set but data.dataset={_show(d.dataset)} does not read files; "
              f"set data.dataset to text, json or parquet (or remove data.data_files)")
     _require(d.revision is None or not (local or d.dataset in BUNDLED_CORPORA or Path(d.dataset).is_dir()), source,
-             f"data.revision is for hub datasets, but data.dataset={d.dataset!r} is read from local files; "
+             f"data.revision is for hub datasets, but data.dataset={_show(d.dataset)} is read from local files; "
              f"remove data.revision")
     _require(d.revision is None or d.revision.strip() != "", source,
              "data.revision is empty; name a branch, tag or commit sha, or write data.revision: null")
@@ -268,7 +367,7 @@ def _validate(cfg: Config, source: str) -> None:
     _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
     _choice(t.dtype, ("auto", "float32", "bfloat16"), source, "train.dtype")
     _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, source,
-             f"train.device={t.device!r} is not a device; use auto, cpu, cuda, cuda:0 or mps")
+             f"train.device={_show(t.device)} is not a device; use auto, cpu, cuda, cuda:0 or mps")
     for key in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "bound_samples",
                 "log_every", "save_every", "keep_last"):
         _require(getattr(t, key) >= 1, source, f"train.{key} must be at least 1, got {getattr(t, key)}")
@@ -280,8 +379,9 @@ def _validate(cfg: Config, source: str) -> None:
     _require(0 <= t.min_lr <= t.lr, source, f"train.min_lr ({t.min_lr}) must be in [0, train.lr = {t.lr}]; "
              f"lower train.min_lr, e.g. to {t.lr / 10:g}")
     _require(t.max_minutes is None or t.max_minutes > 0, source, f"train.max_minutes must be positive or null, got {t.max_minutes}")
-    for key in ("warmup_steps", "seed"):
-        _require(getattr(t, key) >= 0, source, f"train.{key} must be at least 0, got {getattr(t, key)}")
+    _require(t.warmup_steps >= 0, source, f"train.warmup_steps must be at least 0, got {t.warmup_steps}")
+    _require(0 <= t.seed <= MAX_SEED, source, f"train.seed must be in [0, 2**32 - 1 = {MAX_SEED}] (numpy's seed "
+             f"range), got {t.seed}; e.g. train.seed: 0")
     for key in ("weight_decay", "grad_clip"):
         _require(getattr(t, key) >= 0, source, f"train.{key} must be at least 0 (0 turns it off), got {getattr(t, key)}")
     for key in ("beta1", "beta2"):
@@ -309,7 +409,7 @@ def _validate(cfg: Config, source: str) -> None:
 
 def _choice(value: str, choices, source: str, key: str) -> None:
     if value not in choices:
-        _fail(source, f"{key}={value!r} is not a choice; {_suggest(value, choices)}")
+        _fail(source, f"{key}={_show(value)} is not a choice; {_suggest(value, choices)}")
 
 
 def _divisor_near(n: int, target: int) -> int:
@@ -328,7 +428,8 @@ def config_from_dict(d: dict, source: str = "<dict>") -> Config:
         elif key in TOP_LEVEL:
             kwargs[key] = _coerce(value, typing.get_type_hints(Config)[key], source, key)
         else:
-            _fail(source, f"unknown section {key!r}: {_suggest(str(key), [*SECTIONS, *TOP_LEVEL], 'a config has')}")
+            _fail(source, f"unknown section {_show(key)}: "
+                          f"{_suggest(str(key), [*SECTIONS, *TOP_LEVEL], 'a config has')}")
     if kwargs.get("name") is None:
         kwargs.pop("name", None)
     cfg = Config(**kwargs)
@@ -348,15 +449,17 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
     `data.data_files=[a.txt, b.txt]` a list. `name=...` and `params=...` set the top-level keys.
     """
     for override in overrides:
-        where = f"{source} (override {override!r})"
+        where = f"{source} (override {_show(override)})"
         key, sep, text = override.partition("=")
         key = key.strip()
         if not sep or not key:
             _fail(where, "an override is section.key=value, e.g. train.max_steps=200")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_ConfigLoader) if text.strip() else None
+        except _Refused as error:
+            _fail(where, str(error))
         except yaml.YAMLError:
-            _fail(where, f"the value {text!r} is not valid YAML; quote it, e.g. {key}='{text}'")
+            _fail(where, f"the value {_show(text)} is not valid YAML; quote it, e.g. {key}='{_show(text)[1:-1]}'")
         parts = key.split(".")
         if len(parts) == 1 and key in TOP_LEVEL:
             d[key] = value
@@ -368,9 +471,10 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
             _check_key(parts[0], parts[1], where)
             section[parts[1]] = value
         elif len(parts) == 2:
-            _fail(where, f"unknown section {parts[0]!r}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
+            _fail(where, f"unknown section {_show(parts[0])}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
         else:
-            _fail(where, f"{key!r} is not section.key; use e.g. train.max_steps=200 (sections: {', '.join(SECTIONS)})")
+            _fail(where, f"{_show(key)} is not section.key; use e.g. train.max_steps=200 "
+                         f"(sections: {', '.join(SECTIONS)})")
     return d
 
 
@@ -394,7 +498,9 @@ def load_config(path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"config file {str(path)!r} not found; {hint}")
     source = str(path)
     try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        d = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
+    except _Refused as error:
+        _fail(source, str(error))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,10 +1,14 @@
 """Tests for dllm_lite.config: YAML loading, dotted overrides, round trips, and one-line errors with a fix."""
+import dataclasses
+import math
 import textwrap
+import time
+import typing
 
 import pytest
 import yaml
 
-from dllm_lite.config import (Config, ConfigError, apply_overrides, config_from_dict, config_to_dict,
+from dllm_lite.config import (SECTIONS, Config, ConfigError, apply_overrides, config_from_dict, config_to_dict,
                               load_config)
 
 TINY = """\
@@ -103,6 +107,14 @@ BAD = [
     ({"sample": {"length": 10, "steps": 3, "block_size": 3}}, "sample.steps (3) is fewer than the 4 blocks",
      "raise sample.steps to 4 or sample.block_size to 4"),
     ({"model": 6}, "section 'model' must be a mapping", "one key per line"),
+    ({"train": {"seed": 2**32}}, "train.seed must be in [0, 2**32 - 1 = 4294967295]", "got 4294967296"),
+    ({"train": {"seed": -1}}, "train.seed must be in [0, 2**32 - 1", "train.seed: 0"),
+    ({"train": {"lr": float("nan")}}, "train.lr must be a finite number, got nan", "train.lr: 0.0003"),
+    ({"train": {"lr": float("inf")}}, "train.lr must be a finite number, got inf", "train.lr: 0.0003"),
+    ({"train": {"max_minutes": "1e999"}}, "train.max_minutes must be a finite number, got inf", "max_minutes: null"),
+    ({"sample": {"temperature": float("inf")}}, "sample.temperature must be a finite number", "temperature: 1.0"),
+    ({"sample": {"top_p": float("nan")}}, "sample.top_p must be a finite number, got nan", "sample.top_p: null"),
+    ({"sample": {"threshold": float("-inf")}}, "sample.threshold must be a finite number, got -inf", "null"),
 ]
 
 
@@ -157,3 +169,70 @@ def test_empty_or_malformed_yaml_is_a_clear_error(tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match=r"list\.yaml: a config is a mapping of sections, got list"):
         load_config(write(tmp_path, "- model\n- train\n", "list.yaml"))
+
+
+def test_every_float_key_refuses_nan_and_infinity():
+    keys = [f"{name}.{key}" for name, section in SECTIONS.items()
+            for key, hint in typing.get_type_hints(section).items() if float in (typing.get_args(hint) or (hint,))]
+    assert {"train.lr", "sample.temperature", "sample.top_p", "sample.threshold", "model.dropout"} <= set(keys)
+    for key in keys:
+        section, name = key.split(".")
+        for value in (math.nan, math.inf, -math.inf):
+            with pytest.raises(ConfigError, match=rf"^<dict>: {key} must be a finite number, got {value}; e\.g\."):
+                config_from_dict({section: {name: value}})
+
+
+def test_train_seed_takes_the_whole_numpy_range(tmp_path):
+    assert load_config(write(tmp_path, TINY), ["train.seed=4294967295"]).train.seed == 2**32 - 1
+
+
+def test_a_key_written_twice_is_refused_naming_it_and_its_lines(tmp_path):
+    path = write(tmp_path, """\
+        train:
+          lr: 1.0e-3
+          max_steps: 10
+          lr: 2.0e-3
+        """, "twice.yaml")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: key 'lr' appears twice in one mapping (line 2 and line 4); keep one of them"
+    with pytest.raises(ConfigError, match=r"key 'train' appears twice .*line 1 and line 3"):
+        load_config(write(tmp_path, "train: {lr: 1.0e-3}\nmodel: {}\ntrain: {max_steps: 5}\n", "sections.yaml"))
+    with pytest.raises(ConfigError, match=r"\(override 'sample.top_k=\{a: 1, a: 2\}'\): key 'a' appears twice"):
+        load_config(write(tmp_path, TINY), ["sample.top_k={a: 1, a: 2}"])
+    merged = load_config(write(tmp_path, "train: {<<: {lr: 1.0e-3, min_lr: 1.0e-4}, lr: 2.0e-3}\n", "merge.yaml"))
+    assert (merged.train.lr, merged.train.min_lr) == (2.0e-3, 1.0e-4)  # a merge key's values may be overridden
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    """A billion-laughs document: each anchor is a list of `width` aliases of the one before (width**levels values)."""
+    anchors = [f"&l0 [{', '.join(['lol'] * width)}]"]
+    anchors += [f"&l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return f"params: [{', '.join(anchors)}]\n"
+
+
+def test_an_alias_bomb_is_refused_at_once_in_one_short_line(tmp_path):
+    started = time.time()
+    for levels in (6, 30):  # 9**6 = 531,441 values; 9**30, about 4e28
+        path = write(tmp_path, alias_bomb(levels), f"bomb{levels}.yaml")
+        with pytest.raises(ConfigError) as error:
+            load_config(path)
+        message = str(error.value)
+        assert message.startswith(f"{path}: its YAML aliases (*name) expand it by more than 10,000 values")
+        assert "\n" not in message and len(message) < 300
+    with pytest.raises(ConfigError, match=r"\(override 'params=&a \[\*a\]'\): its YAML aliases"):
+        load_config(write(tmp_path, TINY), ["params=&a [*a]"])  # an alias inside its own anchor: endless
+    assert time.time() - started < 5
+    shared = load_config(write(tmp_path, "train: {optimizer: muon, lr: &peak 6.0e-3, muon_lr: *peak}\n", "ok.yaml"))
+    assert shared.train.muon_lr == shared.train.lr == 6.0e-3  # a few aliases are fine
+
+
+def test_a_huge_value_is_quoted_short(tmp_path):
+    big = {"params": [f"item {i}" for i in range(5000)], "train": {"device": "x" * 100_000}}
+    for bad in ({"params": big["params"]}, {"train": big["train"]}, {"x" * 100_000: 1}):
+        with pytest.raises(ConfigError) as error:
+            load_config(write(tmp_path, yaml.safe_dump(bad), "big.yaml"))
+        assert len(str(error.value)) < 400 and "\n" not in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, TINY), ["train.lr=" + "[" * 10 + "1" + "]" * 10])
+    assert len(str(error.value)) < 400
