@@ -50,6 +50,13 @@ commit, the next run tokenizes again. A branch that moved on the hub since the H
 cache last looked is only seen once something downloads it again; pin a commit sha in
 `data.revision` for data that cannot change under you.
 
+The sidecar also holds the token file's SHA-256, checked on every read (one pass over the
+file, about a second per GB), and its smallest and largest id, checked against the
+tokenizer. A file that no longer matches (overwritten, truncated, bit rot) or a sidecar
+without a checksum (written before there was one) is tokenized again, with a line saying
+so; when the text is gone too, the error says both. `usable_folder` checks that
+`data.cache_dir` is a folder this process can write in before anything is read or tokenized.
+
 References: nanoGPT data/openwebtext/prepare.py (map-tokenize, one uint16 memmap) and
 data/shakespeare_char/prepare.py; the MDLM code base (kuleshov-group/mdlm, dataloader.py),
 whose `wrap` option packs OpenWebText the same way; the Hugging Face `datasets`
@@ -61,7 +68,9 @@ import codecs
 import difflib
 import hashlib
 import json
+import logging
 import os
+import reprlib
 import socket
 import tempfile
 import time
@@ -80,7 +89,8 @@ from datasets.data_files import DataFilesList
 
 from . import tokenize
 
-__all__ = ["HUB_DATASETS", "DataError", "build_tokenizer", "load_text", "load_tokens", "BlockLoader", "describe"]
+__all__ = ["HUB_DATASETS", "DataError", "build_tokenizer", "load_text", "load_tokens", "BlockLoader", "describe",
+           "usable_folder"]
 
 # short name -> (hub id, default subset, stream by default)
 HUB_DATASETS = {
@@ -96,12 +106,45 @@ CHUNK_DOCS = 50_000  # documents per map() call: bounds memory, lets max_tokens 
 STREAM_BATCH = 1_000  # documents encoded together when streaming
 HUB_TIMEOUT_S = 3.0
 CACHE_VERSION = 2  # 2: validation carved by characters, not by document count
+CHECK_CHUNK = 1 << 24  # bytes read at a time when checksumming a token file
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")  # local files read through a decompressor: not checked by hand
+SHORT_VALIDATION = 1_000  # characters: a char missing from training in a validation split this short means "too short"
 OFFLINE_FIX = ("train offline on the bundled corpus with data.dataset=tiny_shakespeare, or on your own files "
                "with data.dataset=text data.data_files=path/*.txt")
 
 
 class DataError(ValueError):
     """Data that cannot be read or used; the message names the problem and the fix."""
+
+
+_SHORT = reprlib.Repr()  # repr for messages: a long path list or string is cut, never quoted whole
+_SHORT.maxstring, _SHORT.maxlist, _SHORT.maxother = 200, 4, 200
+
+
+def usable_folder(path, key: str) -> None:
+    """Make sure `path` is a folder this process can write files in, creating it if missing; else a DataError.
+
+    `key` names the setting that holds the path (``data.cache_dir``, ``train.out_dir``) so the
+    one-line message says what to change. Writing a temporary file is the only test that
+    holds everywhere: permission bits say nothing for root, for /proc and /sys, or for a
+    read-only mount.
+    """
+    folder = Path(path)
+    shown = _SHORT.repr(str(path))
+    blocker = next((p for p in (folder, *folder.parents) if os.path.lexists(p) and not os.path.isdir(p)), None)
+    if blocker == folder:
+        reason = "is a file, not a folder"
+    elif blocker is not None:
+        reason = f"is inside {blocker}, which is a file, not a folder"
+    else:
+        existed = os.path.isdir(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                return
+        except OSError as error:
+            reason = f"cannot be {'written in' if existed else 'created'} ({error.strerror or error})"
+    raise DataError(f"{key}={shown} {reason}; set {key} to a writable folder")
 
 
 @dataclass(frozen=True)
@@ -137,7 +180,8 @@ def _source(data_cfg) -> _Source:
         except FileNotFoundError:
             files = []
         if not files:
-            raise DataError(f"data.data_files={data_cfg.data_files!r} matches no file (relative to {os.getcwd()}); "
+            raise DataError(f"data.data_files={_SHORT.repr(data_cfg.data_files)} matches no file "
+                            f"(relative to {os.getcwd()}); "
                             f"check the path or the glob")
         return _Source("files", name, None, tuple(files), bool(streaming))
     if name not in HUB_DATASETS and Path(name).is_dir():  # a short name always means the hub; ./name the folder
@@ -189,22 +233,81 @@ def _load_splits(data_cfg, src: _Source) -> dict:
         kwargs["data_files"] = list(src.files)
     if src.path == "text":
         kwargs["sample_by"] = "document"
+    json_log = logging.getLogger("datasets.packaged_modules.json.json")
+    json_level = json_log.level
+    if src.path == "json":  # its "Failed to load JSON" log line would repeat the one-line error below
+        json_log.setLevel(logging.CRITICAL)
     try:
         return dict(datasets.load_dataset(src.path, name=src.subset, **kwargs))
     except ConnectionError as error:
         mode = "HF_HUB_OFFLINE=1 is set and it is not in the Hugging Face cache" if datasets.config.HF_HUB_OFFLINE \
             else "the hub did not answer"
         raise DataError(f"could not load {src.path!r}: {mode}; {OFFLINE_FIX}") from error
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as error:
-        reason = " ".join(str(error).split())
+    except (StopIteration, ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as error:
+        if src.path == "json":  # datasets says "StopIteration" or "An error occurred": find the file and line
+            _check_json(src.files)
+        cause = error.__cause__ if isinstance(error, datasets.exceptions.DatasetGenerationError) else None
+        reason = "it holds no records" if isinstance(error, StopIteration) else \
+            " ".join(f"{error}{f' ({cause})' if cause else ''}".split())
         raise DataError(f"could not load {src.path!r}{f' (subset {src.subset!r})' if src.subset else ''}: "
                         f"{reason}; check data.dataset and data.subset") from error
+    finally:
+        json_log.setLevel(json_level)
+
+
+def _json_problem(file: str) -> str | None:
+    """Why a JSON file gives no dataset: "no records", "line N is not valid JSON (...)", or None if it parses.
+
+    A .jsonl / .ndjson file, or one whose first line is a JSON value by itself, is read as
+    JSON lines and its first bad line is named; any other file is parsed as one document
+    (a pretty-printed .json) and Python's json names the line where it breaks.
+    """
+    records, parsed = 0, 0
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                if parsed == 0 and not file.endswith((".jsonl", ".ndjson")):
+                    break  # the first line is no JSON value alone: one document over many lines
+                return f"line {number} is not valid JSON ({error.msg}, column {error.colno})"
+            parsed += 1
+            records += _records(value)
+        else:
+            return None if records else "no records"
+    try:
+        document = json.loads(Path(file).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        return f"line {error.lineno} is not valid JSON ({error.msg}, column {error.colno})"
+    return None if _records(document) else "no records"
+
+
+def _records(value) -> int:
+    """Records in a parsed JSON value: an object is one (if not empty), a list holds its objects, the rest none."""
+    if isinstance(value, list):
+        return sum(isinstance(item, dict) and bool(item) for item in value)
+    return int(isinstance(value, dict) and bool(value))
+
+
+def _check_json(files) -> None:
+    """After datasets failed on JSON files: name the first bad file and line, or say that none has a record."""
+    problems = {file: _json_problem(file) for file in files if not file.endswith(COMPRESSED)}
+    broken = [(file, problem) for file, problem in problems.items() if problem not in (None, "no records")]
+    if broken:
+        file, problem = broken[0]
+        raise DataError(f"{file}: {problem}; fix it (JSON lines: one object per line, e.g. {{\"text\": \"...\"}}) "
+                        f"or leave the file out of data.data_files")
+    if problems and all(problem == "no records" for problem in problems.values()):
+        raise DataError(f"no records in {_SHORT.repr(list(problems))[1:-1]}; write one JSON object per line, e.g. "
+                        f"{{\"text\": \"...\"}}, or point data.data_files at files that hold some")
 
 
 def _check_utf8(files) -> None:
     """Name the first local text/json file that is not UTF-8 (pyarrow would store the bad bytes silently)."""
     for file in files:
-        if file.endswith((".gz", ".bz2", ".xz", ".zst", ".zip")):
+        if file.endswith(COMPRESSED):
             continue
         decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
         with open(file, "rb") as handle:
@@ -264,6 +367,7 @@ def _documents(data_cfg, split: str):
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
     src = _source(data_cfg)
+    usable_folder(data_cfg.cache_dir, "data.cache_dir")  # before any download or tokenizing
     if src.kind == "hub":
         _check_hub(src.path)
     if src.kind == "files" and src.path in ("text", "json"):
@@ -318,8 +422,12 @@ def build_tokenizer(data_cfg) -> tokenize.Tokenizer:
     return tokenize.get_tokenizer("char", chars=sorted(chars))
 
 
-def _encoder(tokenizer, field: str):
-    """A batched map function: {field: [text, ...]} -> {"ids": [ids + [eot], ...]}; empty texts give nothing."""
+def _encoder(tokenizer, field: str, too_short: str | None = None):
+    """A batched map function: {field: [text, ...]} -> {"ids": [ids + [eot], ...]}; empty texts give nothing.
+
+    A char tokenizer fails on a character its training text lacks: the DataError names it,
+    and says `too_short` (the text is too short for a validation split) when that is given.
+    """
     eot = [] if tokenizer.eot_id is None else [tokenizer.eot_id]
 
     def encode(batch):
@@ -327,10 +435,28 @@ def _encoder(tokenizer, field: str):
         try:
             return {"ids": [ids + eot if text else [] for text, ids in zip(texts, tokenizer.encode_batch(texts))]}
         except ValueError as error:  # a char vocabulary without a character of this text
+            missing = sorted(set("".join(texts)) - set(getattr(tokenizer, "chars", ())))
+            if too_short and missing:
+                raise DataError(too_short.format(missing=", ".join(map(repr, missing[:8])))) from None
             raise DataError(f"{error}; this text has a character that the training text lacks: use "
                             f"data.tokenizer=byte or gpt2") from None
 
     return encode
+
+
+def _too_short(data_cfg, src: _Source, docs) -> str | None:
+    """For a char tokenizer's validation split under SHORT_VALIDATION characters: the error a missing character
+    gets (with a {missing} field), since in so little text it says the file is too short, not oddly spelled."""
+    if not isinstance(docs, datasets.Dataset):
+        return None
+    chars = pc.sum(pc.utf8_length(docs.with_format("arrow")[data_cfg.text_field])).as_py() or 0
+    if chars >= SHORT_VALIDATION:
+        return None
+    what = src.files[0] if len(src.files) == 1 else f"the text of data.dataset={data_cfg.dataset}"
+    return (f"{what} is too short for a validation split: validation is {chars} character{'s' if chars != 1 else ''} "
+            f"(data.val_fraction={data_cfg.val_fraction:g}) and holds {{missing}}, which the training text never "
+            f"uses, so the char vocabulary cannot encode them; use a longer text (thousands of characters), or "
+            f"data.tokenizer=byte")
 
 
 def _write(handle, ids: np.ndarray, room: int | None, dtype) -> int:
@@ -412,30 +538,69 @@ def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, P
     return stem.with_suffix(".bin"), stem.with_suffix(".json"), key
 
 
-def _read_cache(bin_path: Path, meta_path: Path, split: str | None = None):
-    """The cached tokens as a read-only memmap, or None when absent or incomplete; names a hit of `split`."""
+def _checksum(path: Path) -> str:
+    """The file's SHA-256, read CHECK_CHUNK bytes at a time.
+
+    hashlib's sha256 uses the CPU's SHA instructions where it has them: about 1.2 GB/s on one
+    core here, so checking a 1 GB cache adds under a second to a run's start.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHECK_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_cache(bin_path: Path, meta_path: Path, mask_id: int) -> tuple[np.memmap | None, str | None]:
+    """(tokens, None) for a sound cache, as a read-only memmap; (None, None) when there is none;
+    (None, why) when there is one that cannot be trusted (then it is tokenized again).
+
+    The checksum proves the file is the one written; the id range written beside it then
+    proves it fits the tokenizer (text ids stay below the mask id).
+    """
+    if not meta_path.exists():
+        return None, None
     try:
         meta = json.loads(meta_path.read_text())
-        dtype = np.dtype(meta["dtype"])
-        if bin_path.stat().st_size != meta["n_tokens"] * dtype.itemsize:
-            return None
-    except (OSError, ValueError, KeyError):
-        return None
-    if split is not None:
-        print(f"data: {split}: {meta['n_tokens']:,} tokens from cache {bin_path}")
-    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["n_tokens"],))
+        dtype, n_tokens, max_id = np.dtype(meta["dtype"]), meta["n_tokens"], meta.get("max_id")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"its sidecar {meta_path.name} cannot be read"
+    if "sha256" not in meta:
+        return None, "its sidecar has no checksum (written by an older dllm_lite)"
+    try:
+        size = bin_path.stat().st_size
+        if size != n_tokens * dtype.itemsize:
+            return None, f"it holds {size:,} bytes, not the {n_tokens * dtype.itemsize:,} written"
+        if _checksum(bin_path) != meta["sha256"]:
+            return None, "its checksum does not match: the file changed after it was written"
+    except OSError as error:
+        return None, f"it cannot be read ({error.strerror or error})"
+    if not isinstance(max_id, int) or max_id >= mask_id:
+        return None, f"its ids reach {max_id}, past this tokenizer's text ids (0..{mask_id - 1})"
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,)), None
+
+
+def _cached(bin_path: Path, meta_path: Path, tokenizer, split: str) -> tuple[np.memmap | None, str | None]:
+    """`_read_cache`, saying in one printed line that the cache was used, or why it was not."""
+    tokens, damage = _read_cache(bin_path, meta_path, tokenizer.mask_id)
+    if tokens is not None:
+        print(f"data: {split}: {len(tokens):,} tokens from cache {bin_path}")
+    elif damage is not None:
+        print(f"data: {split}: not using the cached tokens {bin_path}: {damage}; tokenizing again")
+    return tokens, damage
 
 
 def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
     """All token ids of `split` ("train" | "validation") as a flat read-only memmap (n_tokens,).
 
     Documents are tokenized, each followed by eot_id, concatenated, and cached in
-    data.cache_dir; a later call with the same settings reads the cache (no tokenizing).
-    Prints one line saying which happened.
+    data.cache_dir; a later call with the same settings reads the cache (no tokenizing)
+    once its checksum matches. Prints one line saying which happened (and one more when a
+    damaged cache is tokenized again).
     """
     src = _source(data_cfg)
     bin_path, meta_path, key = _cache_paths(data_cfg, tokenizer, split, src)
-    tokens = _read_cache(bin_path, meta_path, split)
+    tokens, damage = _cached(bin_path, meta_path, tokenizer, split)
     if tokens is not None:
         return tokens
     if src.streaming and data_cfg.max_tokens is None:
@@ -443,18 +608,28 @@ def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
                         f"e.g. data.max_tokens=100000000")
     if src.streaming and tokenizer.name == "char":
         raise DataError("data.tokenizer=char cannot be used with a streamed dataset; use data.tokenizer=gpt2 or byte")
+    try:
+        return _tokenize(data_cfg, tokenizer, split, src, bin_path, meta_path, key)
+    except DataError as error:
+        if damage is None:
+            raise
+        raise DataError(f"the cached tokens {bin_path} cannot be used ({damage}) nor made again: {error}") from None
+
+
+def _tokenize(data_cfg, tokenizer, split: str, src: _Source, bin_path: Path, meta_path: Path, key: dict) -> np.ndarray:
+    """Tokenize `split` into the cache (token file, then its sidecar with the checksum) and return it as a memmap."""
     started = time.time()
     docs, skip = _documents(data_cfg, split)
     if src.kind == "hub":  # loading may have told the Hugging Face cache the branch's commit: key by it now
         bin_path, meta_path, key = _cache_paths(data_cfg, tokenizer, split, src)
-        tokens = _read_cache(bin_path, meta_path, split)
+        tokens, _ = _cached(bin_path, meta_path, tokenizer, split)
         if tokens is not None:
             return tokens
     train_cap, val_cap = _caps(data_cfg)
     cap = train_cap if split == "train" else val_cap
     dtype = np.uint16 if tokenizer.vocab_size - 1 <= np.iinfo(np.uint16).max else np.uint32
-    encode = _encoder(tokenizer, data_cfg.text_field)
-    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    too_short = _too_short(data_cfg, src, docs) if split == "validation" and tokenizer.name == "char" else None
+    encode = _encoder(tokenizer, data_cfg.text_field, too_short)
     with tempfile.NamedTemporaryFile(dir=bin_path.parent, prefix=bin_path.stem, suffix=".tmp", delete=False) as handle:
         try:
             if isinstance(docs, datasets.IterableDataset):
@@ -469,13 +644,16 @@ def load_tokens(data_cfg, tokenizer, split: str) -> np.ndarray:
         os.unlink(handle.name)
         raise DataError(f"{describe(data_cfg)}: the {split} split has no text (0 tokens); "
                         f"check data.data_files and data.text_field")
+    written = np.memmap(handle.name, dtype=dtype, mode="r")  # (n_tokens,)
+    meta = {"dtype": np.dtype(dtype).name, "n_tokens": n_tokens, "sha256": _checksum(Path(handle.name)),
+            "min_id": int(written.min()), "max_id": int(written.max()), "source": describe(data_cfg), "key": key}
+    del written  # unmapped before the rename: Windows cannot replace a mapped file
     os.replace(handle.name, bin_path)
-    meta = {"dtype": np.dtype(dtype).name, "n_tokens": n_tokens, "source": describe(data_cfg), "key": key}
     meta_tmp = meta_path.with_suffix(f".json.{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps(meta, indent=1))
     os.replace(meta_tmp, meta_path)
     print(f"data: {split}: tokenized {n_tokens:,} tokens in {time.time() - started:.1f} s -> {bin_path}")
-    return _read_cache(bin_path, meta_path)
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,))
 
 
 def describe(data_cfg) -> str:
@@ -484,7 +662,8 @@ def describe(data_cfg) -> str:
     if src.kind == "bundled":
         where = f"{data_cfg.dataset} (bundled, {os.path.getsize(src.files[0]) / 1e6:.1f} MB)"
     elif src.kind == "files":
-        where = f"{src.path} files {data_cfg.data_files!r} ({len(src.files)} file{'s' if len(src.files) > 1 else ''})"
+        n_files = f"{len(src.files)} file{'s' if len(src.files) > 1 else ''}"
+        where = f"{src.path} files {_SHORT.repr(data_cfg.data_files)} ({n_files})"
     else:
         origin = "local dataset folder" if src.kind == "folder" else "hub dataset"
         where = f"{origin} {src.path}" + (f" [{src.subset}]" if src.subset else "") + \

@@ -48,12 +48,12 @@ def test_bundled_shakespeare_char_vocabulary_and_round_trip(tmp_path, shakespear
 
 def test_char_vocabulary_comes_from_training_text_only(tmp_path):
     path = tmp_path / "abz.txt"
-    path.write_text("ab" * 50 + "zzzzz")  # the last 5 % (from character 99 on) holds the only z's
-    cfg = section(tmp_path, dataset="text", data_files=str(path), tokenizer="char")
+    path.write_text("ab" * 1000 + "z" * 2000)  # the last half (from character 2000 on) holds the only z's
+    cfg = section(tmp_path, dataset="text", data_files=str(path), tokenizer="char", val_fraction=0.5)
     tok = data.build_tokenizer(cfg)
-    assert tok.chars == ["a", "b"] and len(data.load_tokens(cfg, tok, "train")) == 99 + 1  # + eot
+    assert tok.chars == ["a", "b"] and len(data.load_tokens(cfg, tok, "train")) == 2000 + 1  # + eot
     with pytest.raises(data.DataError, match="'z'.*training text lacks.*data.tokenizer=byte"):
-        data.load_tokens(cfg, tok, "validation")
+        data.load_tokens(cfg, tok, "validation")  # 2000 characters of validation: not too short, just unseen
 
 
 def test_second_load_reads_the_cache_without_tokenizing(tmp_path, monkeypatch, capsys, gpt2):
