@@ -123,15 +123,17 @@ def corrupt(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Sample $x_t \sim q(x_t \mid x_0)$: mask each token with probability $1 - \alpha(t)$.
 
-    x0: (B, T) token ids; t: (B,) one time per row (or a scalar for all rows).
+    x0: (B, T) token ids; t: (B,) one time per row (or a scalar for all rows), or (B, T) one
+    time per token (block diffusion gives each block its own time).
     Returns `(xt, is_masked)`, both (B, T): the corrupted ids and a boolean tensor that is
     True where a token was replaced by `mask_id`. Unmasked positions are unchanged.
     The uniform numbers are drawn on the generator's device (the data's device when no
     generator is given), so a seeded generator gives the same mask on every run.
     """
     schedule = get_schedule(schedule)
-    t = torch.as_tensor(t, dtype=torch.float32).reshape(-1, 1)  # (B, 1) or (1, 1)
-    p_mask = schedule.mask_prob(t).to(x0.device)  # (B, 1)
+    t = torch.as_tensor(t, dtype=torch.float32)
+    t = t if t.dim() == 2 else t.reshape(-1, 1)  # (B, T), or (B, 1) / (1, 1) for a time per row
+    p_mask = schedule.mask_prob(t).to(x0.device)  # (B, T) or (B, 1)
     draw_device = generator.device if generator is not None else x0.device
     u = torch.rand(x0.shape, generator=generator, device=draw_device).to(x0.device)  # (B, T)
     is_masked = u < p_mask

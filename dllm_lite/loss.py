@@ -31,6 +31,7 @@ from itertools import combinations
 import torch
 import torch.nn.functional as F
 
+from .block import block_logits, block_times
 from .corrupt import corrupt, get_schedule, sample_times
 
 __all__ = ["diffusion_loss", "masked_logits", "masked_cross_entropy", "weigh", "ar_loss", "nll_bound", "exact_nelbo",
@@ -55,34 +56,38 @@ def _offers_only_at(net) -> bool:
         return False
 
 
-def masked_logits(net, xt, is_masked):
+def masked_logits(net, xt, is_masked, x0=None, block_size=None):
     """Logits (N, V) of the denoiser at the positions where is_masked (B, L) is True, row-major.
 
     Any denoiser works (the contract of `model.Denoiser`: ids (B, L) -> logits (B, L, V)).
     A net whose `forward` takes `only_at`, as `model.Transformer` does, runs its output head
     only at those positions; any other net is called plainly and its (B, L, V) logits are
-    indexed here, with the same numbers.
+    indexed here, with the same numbers. With block_size, the net is a block diffusion model
+    and reads the clean x0 (B, L) beside x_t (`block.block_logits`).
     """
+    if block_size is not None:
+        return block_logits(net, xt, x0, block_size, only_at=is_masked)  # (N, V)
     logits = net(xt, only_at=is_masked) if _offers_only_at(net) else net(xt)
     if logits.dim() == 3:  # (B, L, V): every position came back
         logits = logits[is_masked]  # (N, V)
     return logits
 
 
-def masked_cross_entropy(net, x0, is_masked, mask_id):
+def masked_cross_entropy(net, x0, is_masked, mask_id, block_size=None):
     r"""$-\log p_\theta(x_0^i \mid x_t)$ at the masked positions, (N,) in row-major order.
 
     x_t is x0 (B, L) with the positions of `is_masked` (B, L) replaced by the mask id; the
-    logits come from `masked_logits`, so any denoiser works.
+    logits come from `masked_logits`, so any denoiser works (block_size: a block diffusion one).
     """
     xt = torch.where(is_masked, torch.full_like(x0, mask_id), x0)  # (B, L)
-    logits = masked_logits(net, xt, is_masked)  # (N, V)
+    logits = masked_logits(net, xt, is_masked, x0, block_size)  # (N, V)
     return F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
 
 
 def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None):
     r"""Turn the masked cross-entropies ce (N,) of rows at times t (B,) into the training loss.
 
+    t may also be (B, L), a time per token (block diffusion: each block's own time).
     elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i \text{ masked}} ce_{b,i}$, the negative ELBO estimate.
     mean: $\sum ce / n_{masked}$, the average over masked tokens; `n_masked` defaults to
     is_masked.sum() (a data-parallel caller passes the global count over its rank count).
@@ -93,24 +98,32 @@ def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None):
     if weighting == "mean":
         return ce.sum() / (is_masked.sum() if n_masked is None else n_masked).clamp(min=1)
     # $w(t_b)$ for every masked token, in the same row-major order as ce
-    w = schedule.weight(t).to(ce.dtype)[:, None].expand(B, L)[is_masked]  # (N,)
+    w = schedule.weight(t if t.dim() == 2 else t[:, None]).to(ce.dtype).expand(B, L)[is_masked]  # (N,)
     return (w * ce).sum() / (B * L)
 
 
-def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3):
+def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3, block_size=None):
     r"""A one-sample Monte Carlo estimate of the negative ELBO, in nats per token (a scalar).
 
     One antithetic time per row, $t_b \in [\varepsilon, 1]$, then
     $\frac{1}{B L} \sum_b w(t_b) \sum_{i \text{ masked}} -\log p_\theta(x_0^{b,i} \mid x_t^b)$.
+    block_size=K: the block diffusion NELBO instead (block.py), one time per block of K tokens.
 
     weighting="mean" instead averages the cross-entropy over the masked tokens (no $w(t)$):
     not a bound, but lower variance at small batch sizes; evaluate with `nll_bound`.
     """
     schedule = get_schedule(schedule)
-    t = sample_times(x0.shape[0], antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
+    t = _times(x0.shape[0], x0.shape[1], block_size, eps, generator, x0.device)  # (B,) or (B, L)
     _, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, L)
-    ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+    ce = masked_cross_entropy(net, x0, is_masked, mask_id, block_size)  # (N,)
     return weigh(ce, is_masked, t, schedule, weighting)
+
+
+def _times(rows, seq_len, block_size, eps, generator, device):
+    """Antithetic times: one per row (B,), or with block_size one per block, spread over its tokens (B, L)."""
+    if block_size is None:
+        return sample_times(rows, antithetic=True, eps=eps, generator=generator, device=device)
+    return block_times(rows, seq_len, block_size, eps, generator, device)
 
 
 def ar_loss(net, x, mask_id):
@@ -130,9 +143,10 @@ def ar_loss(net, x, mask_id):
 
 @torch.no_grad()
 def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_size=256, eps=1e-3,
-              return_stderr=False):
+              return_stderr=False, block_size=None):
     r"""Estimate the NELBO (an upper bound on the NLL) of the sequences x0 (B, L), in nats per token.
 
+    block_size=K: the block diffusion NELBO of a block model (block.py), a time per block.
     Each sequence gets `n_samples` antithetic times, so the estimate averages $B \cdot n$
     weighted masked cross-entropies; the rows are pushed through the network
     `batch_size` at a time. The bound does not depend on the schedule in expectation;
@@ -146,15 +160,16 @@ def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_si
     net.eval()
     B, L = x0.shape
     rows = x0.repeat_interleave(n_samples, dim=0)  # (B n, L)
-    t = torch.cat([sample_times(n_samples, True, eps, generator, x0.device) for _ in range(B)])  # (B n,)
+    t = torch.cat([_times(n_samples, L, block_size, eps, generator, x0.device) for _ in range(B)])  # (B n[, L])
     per_row = []
     for start in range(0, rows.shape[0], batch_size):
         chunk, t_chunk = rows[start : start + batch_size], t[start : start + batch_size]
         _, is_masked = corrupt(chunk, t_chunk, mask_id, schedule, generator=generator)  # (b, L)
-        ce = masked_cross_entropy(net, chunk, is_masked, mask_id)  # (N,)
+        ce = masked_cross_entropy(net, chunk, is_masked, mask_id, block_size)  # (N,)
         weighted = torch.zeros(is_masked.shape, device=ce.device)  # (b, L)
         weighted[is_masked] = ce
-        per_row.append(schedule.weight(t_chunk).to(ce.device) * weighted.sum(dim=1) / L)  # (b,)
+        w = schedule.weight(t_chunk if t_chunk.dim() == 2 else t_chunk[:, None]).to(ce.device)  # (b, L) or (b, 1)
+        per_row.append((w * weighted).sum(dim=1) / L)  # (b,)
     net.train(was_training)
     values = torch.cat(per_row)  # (B n,)
     mean = values.mean().item()
@@ -165,7 +180,7 @@ def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_si
 
 
 @torch.no_grad()
-def exact_nelbo(net, x0, mask_id):
+def exact_nelbo(net, x0, mask_id, block_size=None):
     r"""The continuous-time NELBO of one short sequence x0 (L,), exactly, in nats per token.
 
     Integrating over t in closed form leaves a sum over every non-empty mask set M
@@ -176,21 +191,26 @@ def exact_nelbo(net, x0, mask_id):
        \sum_{i \in M} -\log p_\theta(x_0^i \mid x_0 \text{ with } M \text{ masked}) $$
 
     That is $2^L - 1$ network inputs: meant for L up to about 12 (teaching and tests).
+    block_size=K: a block diffusion model's NELBO, the same sum for each block of K tokens
+    given the clean blocks before it, with K in place of L inside ($L/K \cdot (2^K - 1)$ inputs).
     """
     L = x0.shape[0]
-    if L > 16:
-        raise ValueError(f"exact_nelbo enumerates 2^L mask sets; L={L} is too long (use nll_bound)")
+    K = L if block_size is None else block_size
+    if K > 16:
+        raise ValueError(f"exact_nelbo enumerates 2^{K} mask sets per block; {K} is too many (use nll_bound)")
     was_training = net.training
     net.eval()
     total = 0.0
-    for k in range(1, L + 1):
-        sets = list(combinations(range(L), k))
-        is_masked = torch.zeros(len(sets), L, dtype=torch.bool, device=x0.device)
-        for row, positions in enumerate(sets):
-            is_masked[row, list(positions)] = True
-        xt = torch.where(is_masked, torch.full_like(is_masked, mask_id, dtype=x0.dtype), x0)
-        logp = net(xt).float().log_softmax(dim=-1)  # (n_sets, L, V)
-        nll = -logp.gather(-1, x0.expand(len(sets), L).unsqueeze(-1)).squeeze(-1)  # (n_sets, L)
-        total += (nll * is_masked).sum().item() / (k * math.comb(L, k))
+    for first in range(0, L, K):  # one block (MDLM: the whole sequence) at a time
+        for k in range(1, K + 1):
+            sets = list(combinations(range(first, first + K), k))
+            is_masked = torch.zeros(len(sets), L, dtype=torch.bool, device=x0.device)
+            for row, positions in enumerate(sets):
+                is_masked[row, list(positions)] = True
+            clean = x0.expand(len(sets), L)
+            xt = torch.where(is_masked, torch.full_like(is_masked, mask_id, dtype=x0.dtype), clean)
+            logits = net(xt) if block_size is None else block_logits(net, xt, clean, K)  # (n_sets, L, V)
+            nll = -logits.float().log_softmax(dim=-1).gather(-1, clean.unsqueeze(-1)).squeeze(-1)  # (n_sets, L)
+            total += (nll * is_masked).sum().item() / (k * math.comb(K, k))
     net.train(was_training)
     return total / L

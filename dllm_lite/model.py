@@ -39,6 +39,11 @@ from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from safetensors.torch import load_model
 from torch.utils.checkpoint import checkpoint
 
+try:  # FlexAttention (PyTorch >= 2.5): block-sparse masks, used for block diffusion's training pass on a GPU
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # an older PyTorch: boolean masks in SDPA only
+    BlockMask = flex_attention = None
+
 __all__ = ["Denoiser", "ModelConfig", "Transformer", "KVCache", "LocalMix"]
 
 
@@ -80,6 +85,7 @@ class ModelConfig:
     activation_checkpointing: bool = False  # recompute blocks in backward: less memory, ~30% more time
     init_std: float = 0.02  # std of the normal init of the weight matrices (GPT-2's value)
     embed_init_std: float = 0.02  # std of the token embedding init (tied: also the output head)
+    block_size: "int | None" = None  # block diffusion (block.py): trained and sampled in blocks of this many
 
     def __post_init__(self):
         if self.n_embd % self.n_head != 0:
@@ -97,6 +103,11 @@ class ModelConfig:
         if self.conv < 0 or (self.conv % 2 == 0 and self.conv > 0 and not self.causal):
             raise ValueError(f"conv must be 0 (none) or, for the bidirectional denoiser, an odd width such as 3 "
                              f"(the window is centred), got {self.conv}")
+        if self.block_size is not None:
+            if self.causal or self.conv or not 1 <= self.block_size <= self.seq_len or self.seq_len % self.block_size:
+                raise ValueError(f"block_size must divide seq_len={self.seq_len}, and a block model is neither causal "
+                                 f"nor has conv; got block_size={self.block_size}, causal={self.causal}, "
+                                 f"conv={self.conv}")
 
     @property
     def mask_id(self) -> int:
@@ -152,6 +163,24 @@ class KVCache:
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def peek(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cached keys and values followed by k, v (B, H, T_new, D), without storing them: a block
+        diffusion model denoises a block against the cache many times before the block is final."""
+        end = self.length
+        return torch.cat([self.keys[layer][:, :, :end], k], dim=2), torch.cat([self.values[layer][:, :, :end], v], dim=2)
+
+
+_COMPILED_FLEX = []
+
+
+def _flex(device_type: str):
+    """flex_attention, compiled once on a GPU (where its fused kernel is the point), as it is elsewhere."""
+    if device_type != "cuda":
+        return flex_attention
+    if not _COMPILED_FLEX:
+        _COMPILED_FLEX.append(torch.compile(flex_attention))
+    return _COMPILED_FLEX[0]
+
 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -160,22 +189,25 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, cache: "KVCache | None" = None, layer: int = 0):
+    def forward(self, x, cos, sin, cache: "KVCache | None" = None, layer: int = 0, attn_mask=None,
+                extend_cache: bool = True):
         B, T, C = x.shape
         H, D = self.cfg.n_head, self.cfg.head_dim
         q, k, v = self.qkv(x).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
         if cos is not None:
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        mask, is_causal = None, self.cfg.causal
+        mask, is_causal = attn_mask, self.cfg.causal and attn_mask is None
         if cache is not None:
             past = cache.length
-            k, v = cache.append(layer, k, v)  # (B, H, past + T, D)
-            if past > 0:  # new query i may see every cached key and the new keys up to itself
+            k, v = cache.append(layer, k, v) if extend_cache else cache.peek(layer, k, v)  # (B, H, past + T, D)
+            if self.cfg.causal and past > 0:  # new query i may see every cached key and the new keys up to itself
                 mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
                 is_causal = False
         dropout = self.cfg.dropout if self.training else 0.0
-        # bidirectional: no mask at all, so the flash kernel can run
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
+        if BlockMask is not None and isinstance(mask, BlockMask):  # a block-sparse mask: skip the empty tiles
+            y = _flex(q.device.type)(q, k, v, block_mask=mask)
+        else:  # bidirectional: no mask at all, so the flash kernel can run
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj(y)
 
@@ -242,8 +274,9 @@ class Block(nn.Module):
         past = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0]) if cache is not None else None
         return self.mix[which](h, past)
 
-    def forward(self, x, cos, sin, cache=None, layer=0):
-        x = x + self.dropout(self.attn(self._mixed(self.norm1(x), 0, cache, layer), cos, sin, cache, layer))
+    def forward(self, x, cos, sin, cache=None, layer=0, attn_mask=None, extend_cache=True):
+        h = self._mixed(self.norm1(x), 0, cache, layer)
+        x = x + self.dropout(self.attn(h, cos, sin, cache, layer, attn_mask, extend_cache))
         return x + self.dropout(self.mlp(self._mixed(self.norm2(x), 1, cache, layer)))
 
 
@@ -306,25 +339,28 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         load_model(net, weights, strict=strict)
         return net.to(map_location).eval()
 
-    def features(self, idx: torch.Tensor, cache: "KVCache | None" = None) -> torch.Tensor:
-        """The final normalised hidden states (B, T, n_embd), before the output head."""
+    def features(self, idx: torch.Tensor, cache: "KVCache | None" = None, positions: "torch.Tensor | None" = None,
+                 attn_mask: "torch.Tensor | None" = None, extend_cache: bool = True) -> torch.Tensor:
+        """The final normalised hidden states (B, T, n_embd), before the output head (arguments: see forward)."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
-        if start + T > self.cfg.seq_len:
-            raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
+        if positions is None:  # (given positions are the caller's to keep below seq_len: no host sync here)
+            if start + T > self.cfg.seq_len:
+                raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
+            positions = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.embed(idx)  # (B, T, C)
         cos = sin = None
         if self.pos_embed is not None:
-            x = x + self.pos_embed(torch.arange(start, start + T, device=idx.device))
+            x = x + self.pos_embed(positions)
         else:
-            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # (T, D/2) each
         x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
             if self.cfg.activation_checkpointing and self.training:
-                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, None, layer, attn_mask, use_reentrant=False)
             else:
-                x = block(x, cos, sin, cache, layer)
-        if cache is not None:
+                x = block(x, cos, sin, cache, layer, attn_mask, extend_cache)
+        if cache is not None and extend_cache:
             cache.length += T
         return self.norm(x)
 
@@ -333,18 +369,24 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         logits = F.linear(h, self.embed.weight) + self.logit_bias  # (..., padded)
         return logits[..., : self.cfg.vocab_size]
 
-    def forward(
-        self, idx: torch.Tensor, only_at: "torch.Tensor | None" = None, cache: "KVCache | None" = None
-    ) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, only_at: "torch.Tensor | None" = None, cache: "KVCache | None" = None,
+                positions: "torch.Tensor | None" = None, attn_mask: "torch.Tensor | None" = None,
+                extend_cache: bool = True) -> torch.Tensor:
         """Logits (B, T, vocab_size) for ids (B, T).
 
         only_at: an optional boolean (B, T); then the output head runs only where it is
         True and the result is (N, vocab_size), N = only_at.sum(), in row-major order. The
         diffusion loss needs logits only at masked positions (about half of them), and the
         head is the largest matrix product of a small model.
-        cache: a KVCache for causal decoding; the ids continue the cached sequence.
+        cache: a KVCache; the ids continue the cached sequence. A causal model's new ids see the
+        cache and the new ids up to themselves; a block diffusion model's see all of both.
+        extend_cache=False attends to the cache without adding the new keys and values to it.
+        positions: the position of each id (T,), default 0, 1, ... after the cache; block
+        diffusion gives the noisy and the clean copy of a sequence the same positions.
+        attn_mask: a boolean (T, T), True where a query may attend to a key (default: none, or
+        causal); block diffusion's pattern (block.block_attention_mask).
         """
-        h = self.features(idx, cache)  # (B, T, C)
+        h = self.features(idx, cache, positions, attn_mask, extend_cache)  # (B, T, C)
         if only_at is not None:
             return self._head_at(h, only_at)  # (N, V)
         return self.head(h)
@@ -360,9 +402,10 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         return self.head(h[only_at])
 
     def new_cache(self, batch_size: int) -> KVCache:
-        """An empty key/value cache for `batch_size` sequences (causal models only)."""
-        if not self.cfg.causal:
-            raise ValueError("a key/value cache only makes sense for a causal model (causal=True)")
+        """An empty key/value cache for `batch_size` sequences (causal and block diffusion models only)."""
+        if not self.cfg.causal and self.cfg.block_size is None:
+            raise ValueError("a key/value cache only makes sense for a causal model (causal=True) or a block "
+                             "diffusion model (block_size set)")
         p = self.embed.weight
         return KVCache(self.cfg, batch_size, p.device, p.dtype)
 

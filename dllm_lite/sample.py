@@ -41,6 +41,7 @@ import math
 import torch
 import torch.nn as nn
 
+from .block import fill_blocks
 from .corrupt import get_schedule
 
 __all__ = [
@@ -270,7 +271,7 @@ def _autoregressive(net, x, start, sampling, use_cache, generator, record):
 
 def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
              temperature=1.0, top_k=None, top_p=None, block_size=None, threshold=None, batch_size=1,
-             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True):
+             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None):
     """Sample `batch_size` sequences of the prompt followed by `length` generated tokens.
 
     net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
@@ -290,6 +291,10 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     `strategy` and `block_size` are not used, there is one network call per generated token,
     and use_cache=False recomputes the whole prefix each time instead of using the key/value
     cache. The last generated token is never fed back, so len(prompt) + length <= seq_len.
+    Block diffusion nets (`net.cfg.block_size` set, block.py): decoded a block at a time with
+    their key/value cache, `steps` shared among the blocks, any strategy within a block;
+    `block_size` must be left out (or equal the model's). With eot_id, they stop after the
+    block in which every row has written eot_id, and the result is that much shorter.
 
     Returns ids (batch_size, len(prompt) + length) on the net's device; with
     return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
@@ -309,6 +314,10 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     schedule = get_schedule(schedule)
     cfg = getattr(net, "cfg", None)
     causal = bool(getattr(cfg, "causal", False))
+    model_blocks = getattr(cfg, "block_size", None)  # a block diffusion model's own block size
+    if model_blocks is not None and block_size not in (None, model_blocks):
+        raise ValueError(f"this block diffusion model decodes in its own blocks of {model_blocks}; leave block_size "
+                         f"out (got {block_size})")
     seq_len = getattr(cfg, "seq_len", None)
     first_param = next(net.parameters(), None) if isinstance(net, nn.Module) else None
     device = first_param.device if first_param is not None else torch.device("cpu")
@@ -343,6 +352,14 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
             if causal:
                 calls = _autoregressive(net, x, bos + len(prompt), sampling, use_cache, generator, record)
                 taken, strategy = calls, "autoregressive"
+            elif model_blocks is not None:
+                def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence
+                    return _diffusion(denoise, view, mask_id, block_steps, strategy, schedule, sampling, None,
+                                      threshold, cache, generator, lambda _: record(x))
+
+                start = int((x[0] == mask_id).nonzero()[0])
+                calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache)
+                x = x[:, :end]
             else:
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
                                           threshold, cache, generator, record)
