@@ -40,6 +40,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_
                          read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
 from .config import ConfigError, config_to_dict, load_config
 from .corrupt import corrupt, get_schedule, sample_times
-from .data import BlockLoader, DataError, build_tokenizer, load_tokens
+from .data import BlockLoader, DataError, build_tokenizer, load_tokens, usable_folder
 from .loss import ar_loss, masked_cross_entropy, nll_bound, weigh
 from .muon import build_optimizer
 from .sample import generate
@@ -232,6 +233,7 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
     """
     t = cfg.train
     out_dir = Path(t.out_dir)
+    usable_folder(out_dir, "train.out_dir")  # a file, a path under a file, /proc ...: one line, before any work
     state = None
     if resume:
         path = out_dir / "latest.pt" if resume is True else Path(resume)
@@ -556,6 +558,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="start fresh, deleting out_dir's old checkpoints")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
     rank = int(os.environ.get("RANK", "0"))
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # one line each
     cfg = None
     try:
         cfg = load_config(args.config, args.overrides)

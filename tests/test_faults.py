@@ -155,3 +155,17 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     a = train.read_checkpoint(killed_dir / "latest.pt")["model"]
     b = train.read_checkpoint(tmp_path / "straight" / "latest.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("where, words", [
+    ("file", ["is a file, not a folder"]),
+    ("under_file", ["which is a file"]),
+    ("/proc/dllm_lite_run", ["/proc/dllm_lite_run", "cannot be"]),
+    ("/sys/dllm_lite_run", ["/sys/dllm_lite_run", "cannot be"]),
+])
+def test_an_unusable_out_dir_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, where, words):
+    (tmp_path / "file").write_text("not a folder")
+    out = {"file": tmp_path / "file", "under_file": tmp_path / "file" / "run"}.get(where, where)
+    monkeypatch.setattr(train, "load_tokens", lambda *a, **k: pytest.fail("data was read before the check"))
+    code = train.main(["--config", str(write_config(tmp_path)), f"train.out_dir={out}"])
+    assert_one_line_error(code, capsys.readouterr().err, "train.out_dir", "writable folder", *words)
