@@ -3,7 +3,7 @@
 # Three sections, each its own process under its own time limit, so that one slow compile
 # cannot eat the whole budget; each writes its JSON after every row, so a section stopped
 # by its limit keeps what it finished. A last step merges them and prints the targets and,
-# last, one table. Expected ~5 minutes on an H100, at most ~6.5 if every section hits its limit.
+# last, one table. Expected ~5 minutes on an H100, at most ~7 if every section hits its limit.
 # Output: $OUT/bench.log (everything printed), $OUT/*.json (the numbers); OUT defaults to ./bench_out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,12 +41,14 @@ section() {
     say "== section $name took $((SECONDS - start))s"
 }
 
-# 1. eager training: diffusion and AR, the levers (float32, full head, checkpointing, batch 32), medium memory
-section train_eager 90 --skip-sampling --no-compile --compare dtype,full-head,checkpointing --batch-sizes 16,32 \
-    --medium-memory ${MEDIUM[@]+"${MEDIUM[@]}"}
-# 2. sampling: every strategy at 64/256/1024 steps, batch 1 and 16, a block variant, AR with and without its cache
-section sample 140 --skip-training --sample-steps 64,256,1024 --sample-batch-sizes 1,16 --sample-block-size 128 \
-    --sample-limit-s 6
+# 1. eager training: diffusion, AR and block diffusion (K = 16), the levers (float32, full head, checkpointing,
+#    batch 32), medium memory
+section train_eager 100 --skip-sampling --no-compile --compare dtype,full-head,checkpointing --batch-sizes 16,32 \
+    --block-size 16 --medium-memory ${MEDIUM[@]+"${MEDIUM[@]}"}
+# 2. sampling: every strategy at 64/256/1024 steps, batch 1 and 16, a semi-autoregressive variant, block
+#    diffusion (K = 16) with its key/value cache, AR with and without its cache
+section sample 150 --skip-training --sample-steps 64,256,1024 --sample-batch-sizes 1,16 --sample-block-size 128 \
+    --block-size 16 --sample-limit-s 6
 # 3. compiled training, next to eager in the same process (compiles take ~1 minute each)
 section train_compile 150 --skip-sampling --no-compile --compare compile
 

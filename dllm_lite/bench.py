@@ -98,6 +98,7 @@ class BenchOptions:
     strategies: tuple = STRATEGIES
     threshold: float = 0.9
     sample_block_size: int | None = None  # adds a semi-autoregressive "confidence" variant
+    block_size: int | None = None  # adds block diffusion rows: a training step, and sampling with its cache
     ar_nocache_length: int = 128  # the AR model without its cache, at this (short) length
     compile_sampling: bool = False
     sample_limit_s: float | None = None  # stop a diffusion row at batch > 1 after this many seconds
@@ -127,7 +128,7 @@ class TrainSpec:
     """One training configuration to time; `lever` names the one setting that differs from the base."""
 
     name: str
-    objective: str  # "diffusion" or "autoregressive"
+    objective: str  # "diffusion", "autoregressive" or "block_diffusion"
     n_layer: int
     n_head: int
     n_embd: int
@@ -138,6 +139,7 @@ class TrainSpec:
     compile: bool = False
     full_head: bool = False
     activation_checkpointing: bool = False
+    block_size: int | None = None  # block diffusion's K
     steps: int = 10
     warmup: int = 3
     lever: str | None = None
@@ -214,7 +216,8 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     torch.manual_seed(0)
     causal = spec.objective == "autoregressive"
     cfg = ModelConfig(vocab_size=spec.vocab_size, n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd,
-                      seq_len=spec.seq_len, causal=causal, activation_checkpointing=spec.activation_checkpointing)
+                      seq_len=spec.seq_len, causal=causal, activation_checkpointing=spec.activation_checkpointing,
+                      block_size=spec.block_size)
     net = Transformer(cfg).to(device)
     optimizer = build_optimizer(net, "adamw", lr=3e-4, weight_decay=0.1, betas=(0.9, 0.999), fused=device.type == "cuda")
     if spec.compile:
@@ -229,7 +232,7 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     def step():
         with _autocast(device, spec.dtype):
             loss = (ar_loss(model, data, cfg.mask_id) if causal
-                    else diffusion_loss(model, data, "linear", cfg.mask_id, generator))
+                    else diffusion_loss(model, data, "linear", cfg.mask_id, generator, block_size=spec.block_size))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
@@ -248,7 +251,8 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
     tokens_per_s = spec.batch_size * spec.seq_len * spec.steps / elapsed
     # the diffusion loss needs the head only at masked positions (half of them, linear schedule), also
     # in the full-head variant, whose extra head work is waste: it shows as a lower MFU
-    flops = net.flops_per_token(head_share=1.0 if causal else get_schedule("linear").mean_mask_prob())
+    flops = net.flops_per_token(head_share=1.0 if causal else get_schedule("linear").mean_mask_prob(),
+                                streams=2 if spec.block_size else 1)  # block diffusion: one pass over [x_t, x_0]
     mfu = tokens_per_s * flops / (peak_tflops * 1e12) if peak_tflops else None
     return dict(kind="train", **asdict(spec), params=net.num_params(), flops_per_token=flops, warmup_s=warmup_s,
                 step_ms=1000 * elapsed / spec.steps, tokens_per_s=tokens_per_s, peak_gib=_peak_gib(device),
@@ -258,11 +262,12 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
 def _sampling_row(net, name, length, steps=1, batch_size=1, strategy="confidence", block_size=None, threshold=None,
                   use_cache=True) -> dict:
     """The settings part of a sampling row (the numbers are filled in by `time_sampling`)."""
-    causal = net.cfg.causal
-    return dict(kind="sample", name=name, objective="autoregressive" if causal else "diffusion",
+    causal, model_blocks = net.cfg.causal, getattr(net.cfg, "block_size", None)
+    objective = "autoregressive" if causal else "block_diffusion" if model_blocks else "diffusion"
+    return dict(kind="sample", name=name, objective=objective,
                 strategy="autoregressive" if causal else strategy, steps=length if causal else steps,
-                batch_size=batch_size, length=length, block_size=block_size, threshold=threshold,
-                use_cache=use_cache if causal else None, network_calls=None, steps_taken=None, seconds=None,
+                batch_size=batch_size, length=length, block_size=model_blocks or block_size, threshold=threshold,
+                use_cache=use_cache if causal or model_blocks else None, network_calls=None, steps_taken=None, seconds=None,
                 tokens_per_s=None, ms_per_call=None, peak_gib=None, error=None)
 
 
@@ -321,6 +326,8 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
 
     both = ("diffusion", "autoregressive")
     add(both)
+    if o.block_size:
+        add(("block_diffusion",), f" K={o.block_size}", "block", block_size=o.block_size)
     if "dtype" in o.compare:
         other = "float32" if dtype == "bfloat16" else "bfloat16"
         add(both, f" {other}", "dtype", dtype=other)
@@ -344,16 +351,20 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
 
 def _sampling_plan(o: BenchOptions):
     """[(name, net kind, kwargs)] in the order they run: batch by batch, each with its AR reference first."""
-    variants = [(s, s, None) for s in o.strategies]
+    variants = [(s, s, None, "diffusion") for s in o.strategies]
     if o.sample_block_size:
-        variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size))
+        variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size, "diffusion"))
+    if o.block_size:  # the block diffusion model, with its key/value cache; at least one step per block
+        variants.append((f"block K={o.block_size} confidence", "confidence", None, "block"))
     plan = []
     for i, b in enumerate(o.sample_batch_sizes):
         plan.append(("warm-up", "both", dict(batch_size=b)))
         plan.append(("AR kv-cache", "ar", dict(length=o.sample_length, batch_size=b)))
-        for label, strategy, block in variants:
+        for label, strategy, block, kind in variants:
             for steps in o.sample_steps:
-                plan.append((f"{label} s={steps}", "diffusion", dict(length=o.sample_length, steps=steps, batch_size=b,
+                if kind == "block" and steps < -(-o.sample_length // o.block_size):
+                    continue
+                plan.append((f"{label} s={steps}", kind, dict(length=o.sample_length, steps=steps, batch_size=b,
                              strategy=strategy, block_size=block, threshold=o.threshold if strategy == "threshold" else None)))
         if i == 0 and o.ar_nocache_length:  # cheap, so before the larger batches that a time limit may cut
             n = min(o.ar_nocache_length, o.sample_length)
@@ -363,12 +374,13 @@ def _sampling_plan(o: BenchOptions):
 
 
 def _sampling_nets(o: BenchOptions, device):
-    """A diffusion net and its causal twin of the same shape, random weights."""
+    """A diffusion net, its causal twin of the same shape and, with block_size, a block diffusion twin; random weights."""
     nets = {}
-    for kind, causal in (("diffusion", False), ("ar", True)):
+    kinds = [("diffusion", False, None), ("ar", True, None)] + ([("block", False, o.block_size)] if o.block_size else [])
+    for kind, causal, block_size in kinds:
         torch.manual_seed(o.seed)
         cfg = ModelConfig(vocab_size=o.vocab_size, n_layer=o.n_layer, n_head=o.n_head, n_embd=o.n_embd,
-                          seq_len=max(o.seq_len, o.sample_length), causal=causal)
+                          seq_len=max(o.seq_len, o.sample_length), causal=causal, block_size=block_size)
         net = Transformer(cfg).to(device).eval()
         nets[kind] = torch.compile(net) if o.compile_sampling else net
     return nets
@@ -448,7 +460,8 @@ def run_bench(**options) -> dict:
         for name, kind, kw in tqdm(_sampling_plan(o), desc="sampling", file=sys.stderr, disable=not o.progress):
             if kind == "both":  # untimed: the first calls of each net at this batch size (allocator, kernels, compile)
                 b = kw["batch_size"]
-                warm = dict(diffusion=dict(length=o.sample_length, steps=2), ar=dict(length=min(8, o.sample_length)))
+                warm = dict(diffusion=dict(length=o.sample_length, steps=2), ar=dict(length=min(8, o.sample_length)),
+                            block=dict(length=min(2 * (o.block_size or 1), o.sample_length), steps=2))
                 for net_kind, net in nets.items():
                     done = _guarded(lambda: time_sampling(net, device, dtype, name=name, batch_size=b, **warm[net_kind]),
                                     {"name": f"{name} {net_kind}"}, device)
@@ -458,7 +471,7 @@ def run_bench(**options) -> dict:
             net = nets[kind]
             row = _sampling_row(net, name, **kw)
             # the AR references and the batch-1 rows (which the targets read) always run to the end
-            limit = o.sample_limit_s if kind == "diffusion" and kw["batch_size"] > 1 else None
+            limit = o.sample_limit_s if kind != "ar" and kw["batch_size"] > 1 else None
             record("sampling", _guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=limit, seed=o.seed,
                                                               **kw), row, device))
     _add_ratios(results)
@@ -594,6 +607,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", type=_name_list, help=f"from {','.join(STRATEGIES)}")
     p.add_argument("--threshold", type=float, help="confidence threshold of the threshold strategy (0.9)")
     p.add_argument("--sample-block-size", type=int, help="adds a semi-autoregressive confidence variant")
+    p.add_argument("--block-size", type=int, help="adds block diffusion rows with this K (training and cached sampling)")
     p.add_argument("--ar-nocache-length", type=int, help="length of the AR-without-cache comparison (0: skip)")
     p.add_argument("--compile-sampling", action="store_true", default=None)
     p.add_argument("--sample-limit-s", type=float, help="stop a diffusion sampling row at batch > 1 after this long")
@@ -622,7 +636,7 @@ def _options(args) -> dict:
                                  batch_size=m.train.batch_size)
     for key in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "vocab_size", "steps", "warmup",
                 "activation_checkpointing", "compile", "dtype", "device", "compare", "batch_sizes", "sample_length",
-                "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size",
+                "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size", "block_size",
                 "ar_nocache_length", "compile_sampling", "sample_limit_s", "medium_memory", "peak_tflops"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)

@@ -142,7 +142,8 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     columns of the block (B, k), denoise(view) returns its logits, and it returns (network
     calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
     remainder. With eot_id, generation stops after the block in which every row has written
-    an end-of-text token. Returns (network calls, steps taken, end): x[:, :end] is done.
+    an end-of-text token. Returns (network calls, steps taken, end): x[:, :end] is done; the calls
+    count the denoising steps and the passes that add a finished block (or the prompt) to the cache.
     use_cache=False recomputes the clean prefix at every step instead (same numbers, for tests
     and for the cost comparison).
     """
@@ -155,7 +156,7 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     if first > 0 and use_cache:  # the prompt's whole blocks, block-causally, into the cache
         mask = block_attention_mask(first, block_size, x.device)[first:, first:]  # the clean stream's pattern
         net(x[:, :first], cache=cache, attn_mask=mask, only_at=torch.zeros_like(x[:, :first], dtype=torch.bool))
-    calls = taken = 0
+    calls, taken = int(first > 0 and use_cache), 0
     done = torch.zeros(B, dtype=torch.bool, device=x.device)  # rows that have written end-of-text
     base, extra = divmod(steps, len(cuts))
     for j, a in enumerate(cuts):
@@ -175,6 +176,7 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
                 return calls, taken, a + view.shape[1]
         if a + block_size < T and cache is not None:  # the finished block joins the cache, for the blocks after it
             net(view, cache=cache, only_at=torch.zeros_like(view, dtype=torch.bool))
+            calls += 1
     return calls, taken, T
 
 

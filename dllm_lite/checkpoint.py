@@ -43,7 +43,8 @@ __all__ = ["build_model", "save_checkpoint", "step_files", "read_checkpoint", "l
 CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 STEP_FILE = re.compile(r"step_(\d+)\.pt")
 # keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
-MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv")] + [
+MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv",
+                                         "block_size")] + [
     ("train", "objective"), ("train", "optimizer"), ("data", "tokenizer")]
 
 

@@ -71,6 +71,9 @@ class ModelSection:
     activation_checkpointing: bool = False
     init_std: float = 0.02  # weight matrices' init std (GPT-2)
     embed_init_std: float = 0.02  # token embedding's init std; a character model learns faster with 1.0
+    # block diffusion (train.objective: block_diffusion): blocks of this many tokens. It lives with the model,
+    # not the training, because it is the trained network's attention pattern and the way it must be sampled
+    block_size: int | None = None
 
 
 @dataclass
@@ -94,7 +97,7 @@ class DataSection:
 class TrainSection:
     """The optimisation: objective, batch, optimiser and its schedule, evaluation, checkpoints, device."""
 
-    objective: str = "diffusion"  # "diffusion" | "autoregressive"
+    objective: str = "diffusion"  # "diffusion" | "autoregressive" | "block_diffusion" (needs model.block_size)
     weighting: str = "elbo"  # "elbo" (w(t) = -alpha'/(1-alpha)) | "mean" (plain masked cross-entropy)
     schedule: str = "linear"
     batch_size: int = 32
@@ -155,6 +158,7 @@ class Config:
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "sample": SampleSection}
+OBJECTIVES = ("diffusion", "autoregressive", "block_diffusion")
 TOP_LEVEL = ("name", "params")
 MOVED = {"data.max_length": "model.seq_len", "model.vocab_size": "data.tokenizer (the tokenizer sets it)",
          "model.causal": "train.objective=autoregressive"}
@@ -361,7 +365,19 @@ def _validate(cfg: Config, source: str) -> None:
     _require(d.num_proc is None or d.num_proc >= 1, source, f"data.num_proc must be at least 1 or null, got {d.num_proc}")
     _require(d.text_field != "", source, "data.text_field is empty; name the column that holds the text, e.g. text")
 
-    _choice(t.objective, ("diffusion", "autoregressive"), source, "train.objective")
+    _choice(t.objective, OBJECTIVES, source, "train.objective")
+    block = t.objective == "block_diffusion"
+    _require(block == (m.block_size is not None), source,
+             "train.objective=block_diffusion needs model.block_size, e.g. model.block_size: 16"
+             if block else f"model.block_size is set but train.objective={t.objective}; use "
+                           f"train.objective: block_diffusion, or drop model.block_size")
+    _require(not block or (1 <= m.block_size <= m.seq_len and m.seq_len % m.block_size == 0), source,
+             f"model.block_size ({m.block_size}) must divide model.seq_len ({m.seq_len}); e.g. model.block_size: "
+             f"{_divisor_near(m.seq_len, m.block_size or 1)}")
+    _require(not block or m.conv == 0, source, "model.conv is not supported with train.objective=block_diffusion "
+             "(its window would read across the noisy and clean copies); set model.conv: 0")
+    _require(not block or s.block_size is None, source, "sample.block_size is for MDLM's semi-autoregressive "
+             "decoding; a block diffusion model decodes in its own model.block_size: drop sample.block_size")
     _choice(t.weighting, ("elbo", "mean"), source, "train.weighting")
     _choice(t.optimizer, ("adamw", "muon"), source, "train.optimizer")
     _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
@@ -398,10 +414,12 @@ def _validate(cfg: Config, source: str) -> None:
     _require(s.top_p is None or 0 < s.top_p <= 1, source, f"sample.top_p must be in (0, 1] or null, got {s.top_p}")
     _require(s.block_size is None or 1 <= s.block_size <= s.length, source,
              f"sample.block_size must be in [1, sample.length = {s.length}] or null, got {s.block_size}")
-    blocks = math.ceil(s.length / s.block_size) if s.block_size else 1  # each block takes at least one step
+    blocks = math.ceil(s.length / (s.block_size or m.block_size or s.length))  # each block takes at least one step
+    size_key = "model.block_size" if m.block_size else "sample.block_size"
     _require(s.steps >= blocks, source, f"sample.steps ({s.steps}) is fewer than the {blocks} blocks of "
-             f"sample.length / sample.block_size = {s.length} / {s.block_size} (one step per block at least); "
-             f"raise sample.steps to {blocks} or sample.block_size to {math.ceil(s.length / s.steps)}")
+             f"sample.length / {size_key} = {s.length} / {s.block_size or m.block_size} (one step per block at "
+             f"least); raise sample.steps to {blocks}" + ("" if m.block_size else
+                                                          f" or sample.block_size to {math.ceil(s.length / s.steps)}"))
     _require(s.threshold is None or 0 < s.threshold < 1, source, f"sample.threshold must be in (0, 1), got {s.threshold}")
     _require(s.strategy != "threshold" or s.threshold is not None, source,
              "sample.strategy=threshold needs sample.threshold, e.g. sample.threshold: 0.9")

@@ -9,7 +9,10 @@ them in `--steps` network calls (`sample.generate`); `[MASK]` in the prompt is o
 token to fill in, `[MASK:5]` five, so the same command does infilling (with a GPT-2
 tokenizer the space before a `[MASK]` goes to the first filled token, see `parse_prompt`).
 An autoregressive checkpoint continues the prompt left to right (without --prompt, from
-its beginning-of-sequence token alone) and cannot infill. Every option defaults to the
+its beginning-of-sequence token alone) and cannot infill. A block diffusion checkpoint
+(`train.objective=block_diffusion`) fills its blocks left to right against a key/value cache
+and stops after the block in which every sample has written end-of-text: `--length` is then
+a maximum, and each sample is printed up to its end-of-text. Every option defaults to the
 checkpoint's `sample` config section.
 
 References: Nie et al. 2025 (LLaDA), sec. 2.4 (sampling, semi-autoregressive blocks);
@@ -104,6 +107,17 @@ def _plan(args, net, tokenizer, cfg):
 
 def _block_plan(args, cfg, prompt, length, mask_id, causal):
     """(block_size or None, the number of blocks) the request decodes; --steps below that is an error."""
+    if cfg.model.block_size is not None:  # a block diffusion model: its own blocks, from the first one to fill
+        if args.block_size is not None:
+            raise ValueError(f"this block diffusion checkpoint decodes in its own blocks of {cfg.model.block_size}; "
+                             f"drop --block-size")
+        K, T = cfg.model.block_size, len(prompt or []) + length
+        is_masked = torch.tensor((prompt or []) + [mask_id] * length) == mask_id  # (T,)
+        blocks = math.ceil(T / K) - int(is_masked.nonzero()[0]) // K
+        if args.steps is not None and args.steps < blocks:
+            raise ValueError(f"--steps {args.steps} is fewer than the {blocks} blocks of {K} to fill (one step per "
+                             f"block at least); raise --steps to {blocks}")
+        return None, blocks
     default = cfg.sample.block_size
     block_size = args.block_size if args.block_size is not None else (default if default and default <= length else None)
     if block_size is None or causal:
@@ -159,15 +173,25 @@ def main(argv=None) -> int:
                            temperature=pick(args.temperature, s.temperature), top_k=pick(args.top_k, s.top_k),
                            top_p=pick(args.top_p, s.top_p), block_size=block_size,
                            threshold=pick(args.threshold, s.threshold), batch_size=args.num_samples,
-                           generator=generator)  # (num_samples, prompt + length)
+                           generator=generator, eot_id=tokenizer.eot_id)  # (num_samples, <= prompt + length)
     except ValueError as error:  # ConfigError and CheckpointError are ValueErrors too
         print(f"error: {error}", file=sys.stderr)
         return 2
+    start = len(prompt or [])
     for index, row in enumerate(ids):
         if args.num_samples > 1:
             print(f"{'-' * 20} sample {index + 1} of {args.num_samples} {'-' * 20}")
-        print(tokenizer.decode(row))
+        print(tokenizer.decode(_until_end_of_text(row, start, tokenizer.eot_id, cfg)))
     return 0
+
+
+def _until_end_of_text(row, start: int, eot_id, cfg):
+    """A block diffusion sample ends at its first generated end-of-text token (which is left out); others are
+    printed whole."""
+    if cfg.model.block_size is None or eot_id is None:
+        return row
+    ends = (row[start:] == eot_id).nonzero()
+    return row if len(ends) == 0 else row[: start + int(ends[0])]
 
 
 if __name__ == "__main__":

@@ -418,7 +418,7 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
                 n -= self.pos_embed.weight.numel()
         return n
 
-    def flops_per_token(self, seq_len: "int | None" = None, head_share: float = 1.0) -> int:
+    def flops_per_token(self, seq_len: "int | None" = None, head_share: float = 1.0, streams: int = 1) -> int:
         r"""Training FLOPs per token, forward and backward: $6 N_{body} + 6 s N_{head} + 12 \cdot L \cdot H \cdot Q \cdot T$.
 
         A weight costs a multiply and an add per token forward, twice that backward (6 per
@@ -430,6 +430,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         $1 - 2/\pi$ for the cosine one: `corrupt.Schedule.mean_mask_prob`). Attention adds
         $QK^\top$ and $AV$, each $2 \cdot H \cdot Q \cdot T$ per token per layer forward, times
         three with the backward pass; Q is the head size, T the sequence length.
+        streams=2 is block diffusion's training pass over $[x_t, x_0]$: the body runs over 2T
+        positions for T tokens, and each position attends over 2T (counted dense).
         """
         if not 0 <= head_share <= 1:
             raise ValueError(f"head_share is a share of the positions, in [0, 1]; got {head_share}")
@@ -437,4 +439,4 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         T = seq_len or self.cfg.seq_len
         head = self.embed.weight.numel()
         body = self.num_params(non_embedding=True)
-        return round(6 * body + 6 * head_share * head) + 12 * L * H * Q * T
+        return round(6 * streams * body + 6 * head_share * head) + 12 * L * H * Q * T * streams * streams

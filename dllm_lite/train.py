@@ -1,17 +1,18 @@
-r"""The training loop and its command line: one loop for the diffusion and the autoregressive objective.
+r"""The training loop and its command line: one loop for the diffusion, block diffusion and autoregressive objectives.
 
     python -m dllm_lite.train --config configs/tiny.yaml [train.max_steps=200 ...] [--resume]
     torchrun --nproc_per_node 8 -m dllm_lite.train --config configs/small.yaml
 
 One optimiser step draws `grad_accum` micro-batches of `batch_size` blocks, computes the
-objective on each (diffusion: the negative ELBO of `loss.py`, or its "mean" variant;
-autoregressive: next-token cross-entropy), clips the gradient norm and takes an optimiser step
+objective on each (diffusion: the negative ELBO of `loss.py`, or its "mean" variant; block
+diffusion: the same per block of `model.block_size` tokens, block.py; autoregressive:
+next-token cross-entropy), clips the gradient norm and takes an optimiser step
 (`train.optimizer`: AdamW, or Muon for the blocks' matrices with AdamW for the rest; see muon.py).
 The learning rate warms up linearly, then follows a cosine down to `min_lr`:
 
 $$ \eta(s) = \eta_{min} + \tfrac12 (\eta - \eta_{min}) \big(1 + \cos(\pi \tfrac{s - s_w}{S - s_w})\big) $$
 
-Evaluation always reports true quantities on the validation split: for diffusion the
+Evaluation always reports true quantities on the validation split: for (block) diffusion the
 NLL bound (`loss.nll_bound`, nats per token) and its perplexity $e^{bound}$, for the AR
 baseline the exact cross-entropy and its perplexity, plus one short sample.
 
@@ -54,6 +55,7 @@ from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, cou
 from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
                          read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
 from .config import ConfigError, config_to_dict, load_config
+from .block import block_times
 from .corrupt import corrupt, get_schedule, sample_times
 from .data import BlockLoader, DataError, build_tokenizer, load_tokens, usable_folder
 from .loss import ar_loss, masked_cross_entropy, nll_bound, weigh
@@ -108,7 +110,8 @@ def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=None, rank=0, world_size=1):
+def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=None, rank=0, world_size=1,
+                        block_size=None):
     r"""The diffusion loss of this rank's rows x0 (B, L) of a global batch of W*B rows.
 
     Times and masks are drawn for the whole global batch from `generator` (seeded alike on
@@ -119,15 +122,19 @@ def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=
     average over ranks makes it the global mean.
     mean: this rank's masked cross-entropy summed, times W over the global masked count, which
     DDP's average turns into the global mean over masked tokens.
+    block_size: the block diffusion objective (block.py): a time per block, the [x_t, x_0] pass.
     """
     B, L = x0.shape
     schedule = get_schedule(schedule)
-    t_all = sample_times(B * world_size, antithetic=True, generator=generator, device=x0.device)  # (W B,)
+    if block_size is None:
+        t_all = sample_times(B * world_size, antithetic=True, generator=generator, device=x0.device)  # (W B,)
+    else:
+        t_all = block_times(B * world_size, L, block_size, generator=generator, device=x0.device)  # (W B, L)
     _, masked_all = corrupt(torch.zeros(B * world_size, L, dtype=x0.dtype, device=x0.device), t_all,
                             mask_id, schedule, generator=generator)  # (W B, L): the draws depend on shape only
     rows = slice(rank * B, (rank + 1) * B)
     t, is_masked = t_all[rows], masked_all[rows]  # (B,), (B, L)
-    ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+    ce = masked_cross_entropy(net, x0, is_masked, mask_id, block_size)  # (N,)
     return weigh(ce, is_masked, t, schedule, weighting, n_masked=masked_all.sum() / world_size)
 
 
@@ -135,7 +142,8 @@ def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
     """The training objective of cfg.train on the batch x (B, L), in nats per token."""
     if cfg.train.objective == "autoregressive":
         return ar_loss(net, x, mask_id)
-    return diffusion_step_loss(net, x, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank, world_size)
+    return diffusion_step_loss(net, x, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank, world_size,
+                               cfg.model.block_size)
 
 
 @torch.no_grad()
@@ -160,9 +168,9 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop
         x = loader.next_batch()  # (B, L)
         with autocast():
             losses.append(_batch_loss(net, x, cfg, tokenizer.mask_id, generator).item())
-            if t.objective == "diffusion":
+            if t.objective != "autoregressive":
                 bounds.append(nll_bound(net, x, t.schedule, tokenizer.mask_id, n_samples=t.bound_samples,
-                                        generator=generator, batch_size=t.batch_size))
+                                        generator=generator, batch_size=t.batch_size, block_size=cfg.model.block_size))
     record = {"val_loss": sum(losses) / len(losses)}
     if bounds:
         record["val_bound"] = sum(bounds) / len(bounds)
@@ -174,7 +182,7 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop
         ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length),
                        strategy=s.strategy, schedule=t.schedule, temperature=s.temperature, top_k=s.top_k,
                        top_p=s.top_p, block_size=s.block_size if s.block_size and s.block_size <= length else None,
-                       threshold=s.threshold, generator=generator)  # (1, length)
+                       threshold=s.threshold, generator=generator, eot_id=tokenizer.eot_id)  # (1, <= length)
     record["sample"] = tokenizer.decode(ids[0])
     net.train(was_training)
     return record

@@ -32,13 +32,15 @@ def run_main(argv):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One --tiny run with a made-up peak, the full-head lever and the medium memory check: (results, stdout)."""
+    """One --tiny run with a made-up peak, the full-head lever, block diffusion (K = 8) and the medium memory check:
+    (results, stdout)."""
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         code, printed = run_main(["--tiny", "--device", "cpu", "--json", str(path), "--no-progress",
-                                  "--peak-tflops", str(PEAK), "--compare", "full-head", "--medium-memory"])
+                                  "--peak-tflops", str(PEAK), "--compare", "full-head", "--medium-memory",
+                                  "--block-size", "8"])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -48,7 +50,8 @@ def tiny_run(tmp_path_factory):
 def test_training_rows_for_both_objectives(tiny_run):
     results, _ = tiny_run
     rows = {r["name"]: r for r in results["training"]}
-    assert {"diffusion", "autoregressive", "diffusion full-head"} <= set(rows)
+    assert {"diffusion", "autoregressive", "diffusion full-head", "block_diffusion K=8"} <= set(rows)
+    assert rows["block_diffusion K=8"]["block_size"] == 8 and rows["block_diffusion K=8"]["vs_base"] is None
     for row in results["training"]:
         assert row["error"] is None
         assert row["tokens_per_s"] > 0 and row["step_ms"] > 0
@@ -66,10 +69,13 @@ def test_sampling_rows_count_network_calls(tiny_run):
         for steps in bench.TINY["sample_steps"]:
             for batch in bench.TINY["sample_batch_sizes"]:
                 assert (strategy, steps, batch) in seen
+    blocks = [r for r in rows if r["objective"] == "block_diffusion"]
+    assert {r["steps"] for r in blocks if r["batch_size"] == 1} == set(bench.TINY["sample_steps"])
     for row in rows:
         assert row["error"] is None, row
         assert row["tokens_per_s"] > 0
-        assert 1 <= row["network_calls"] <= row["steps"]
+        extra = row["length"] // row["block_size"] - 1 if row["objective"] == "block_diffusion" else 0  # cache passes
+        assert 1 <= row["network_calls"] <= row["steps"] + extra
         if row["objective"] == "autoregressive":  # one call per generated token, with or without the cache
             assert row["network_calls"] == row["length"]
         else:
@@ -96,7 +102,8 @@ def test_mfu_uses_flops_per_token_and_the_given_peak(tiny_run):
     for row in results["training"]:
         cfg = ModelConfig(vocab_size=row["vocab_size"], n_layer=row["n_layer"], n_head=row["n_head"],
                           n_embd=row["n_embd"], seq_len=row["seq_len"], causal=row["objective"] == "autoregressive")
-        flops = Transformer(cfg).flops_per_token(head_share=1.0 if cfg.causal else 0.5)
+        flops = Transformer(cfg).flops_per_token(head_share=1.0 if cfg.causal else 0.5,
+                                                 streams=2 if row["block_size"] else 1)
         assert row["flops_per_token"] == flops
         assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / (PEAK * 1e12))
     # by hand: 6 N + 12 L H Q T, N counting the tied embedding once; the diffusion head runs at the masked half

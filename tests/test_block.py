@@ -158,8 +158,9 @@ def test_block_sampling_costs_one_block_per_call(monkeypatch):
     sample.generate(net, mask_id=MASK, length=16, steps=8, strategy="confidence", stats=stats,
                     generator=torch.Generator().manual_seed(0))
     denoising = [w for w, extend in widths if not extend]
-    assert denoising == [4] * 8 and stats["network_calls"] == 8  # 2 steps per block, each a 4-token forward
+    assert denoising == [4] * 8  # 2 steps per block, each a 4-token forward against the cache
     assert [w for w, extend in widths if extend] == [4, 4, 4]  # the first three blocks join the cache
+    assert stats["network_calls"] == 8 + 3  # every forward counts
 
 
 def test_sampling_stops_after_the_block_with_end_of_text():
@@ -196,3 +197,44 @@ def test_flexattention_gives_the_numbers_of_sdpa():
         flex = net(idx, positions=positions, attn_mask=mask)
         dense = net(idx, positions=positions, attn_mask=block.block_attention_mask(12, 4))
     assert torch.allclose(flex, dense, atol=1e-4)
+
+
+def test_a_block_diffusion_run_trains_evaluates_resumes_and_generates(tmp_path, capsys):
+    from conftest import make_config
+    from dllm_lite import generate, train
+
+    cfg = make_config(tmp_path, "train.objective=block_diffusion", "model.block_size=8", "train.max_steps=4",
+                      "train.eval_every=4")
+    summary = train.train(cfg)
+    assert summary["val_bound"] is not None and math.isfinite(summary["val_bound"])
+    net, tokenizer, _, _ = train.load_checkpoint(tmp_path / "run" / "latest.pt")
+    assert net.cfg.block_size == 8 and not net.cfg.causal
+    assert train.train(make_config(tmp_path, "train.objective=block_diffusion", "model.block_size=8",
+                                   "train.max_steps=6", "train.eval_every=6"), resume=True)["step"] == 6
+    capsys.readouterr()
+    assert generate.main(["--checkpoint", str(tmp_path / "run" / "latest.pt"), "--prompt", "the ", "--length", "12"]) == 0
+    assert capsys.readouterr().out.startswith("the ")
+    code = train.main(["--config", str(tmp_path / "tiny_test.yaml"), "train.objective=block_diffusion",
+                       "model.block_size=8", "--resume"])
+    assert code == 0  # the same block size resumes; another one is refused:
+    code = train.main(["--config", str(tmp_path / "tiny_test.yaml"), "train.objective=block_diffusion",
+                       "model.block_size=4", "train.max_steps=8", "--resume"])
+    assert code == 2 and "model.block_size=8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["train.objective=block_diffusion"], ["needs model.block_size"]),
+    (["model.block_size=8"], ["train.objective=diffusion", "block_diffusion"]),
+    (["train.objective=block_diffusion", "model.block_size=5"], ["must divide model.seq_len"]),
+    (["train.objective=block_diffusion", "model.block_size=8", "model.conv=3"], ["model.conv"]),
+    (["train.objective=block_diffusion", "model.block_size=8", "sample.block_size=4"], ["sample.block_size"]),
+    (["train.objective=block_diffusion", "model.block_size=2", "sample.steps=2"], ["4 blocks", "model.block_size"]),
+])
+def test_block_config_errors_are_one_line(tmp_path, overrides, words):
+    from conftest import make_config
+    from dllm_lite.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        make_config(tmp_path, *overrides)
+    message = str(error.value)
+    assert "\n" not in message and all(word in message for word in words), message
