@@ -444,8 +444,9 @@ Three lessons, all visible in the stored full run:
   safest characters makes very common trigrams. Any likelihood-based score, generative
   perplexity under a big model included, rewards that, which is why papers report a
   diversity measure (entropy, repetition) next to it.
-- **For confidence decoding, more steps also means more repetition** (right panel): one
-  character per step is its greediest setting.
+- **For confidence decoding at temperature 1, more steps also means more repetition** (right
+  panel): one character per step is its greediest setting. Greedy decoding (temperature 0)
+  repeats far more at every number of steps, most of all at 32 in this run.
 
 ## 8. Repetition, and what helps
 
@@ -490,23 +491,25 @@ ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("grey", "C1", 
           labels=["real text", "confidence decoding", "ancestral sampling"], loc="lower right")
 plt.show()
 '''), md(r"""
-In the stored full run, greedy confidence decoding repeats the previous word in about half
-of the word pairs. What helps, from the table:
+In the stored full run, greedy confidence decoding repeats the previous word in about one word
+pair in five, and in more than two in five at 4 characters per step. What helps, from the table:
 
-- **temperature**: sampling the candidate values instead of taking the argmax weakens the
-  loop, the more so the higher the temperature; the candidates are still ranked by confidence;
+- **temperature**: sampling the candidate values at temperature 1 instead of taking the argmax
+  weakens the loop (at 0.5 it barely changes it here); the candidates are still ranked by the
+  model's own confidence;
 - **ancestral sampling**: random order, no confidence ranking: repetition drops to the
   level of real text;
 - **semi-autoregressive blocks**: the far end of the sequence can no longer be filled with
   "you" before the beginning is written;
-- **more characters per step** (fewer steps) reduced repetition here too, since each step
-  commits several positions at once before the surest word can spread; but section 7 showed
-  what it costs in local plausibility. Look at the table for both effects at once.
+- **more characters per step** (fewer steps) reduced repetition at temperature 1 here, since
+  each step commits several positions at once before the surest word can spread; greedy
+  decoding repeated more instead, and section 7 showed what fewer steps cost in local
+  plausibility. Look at the table for both effects at once.
 
 Most remedies are not free: lower repetition usually comes with a higher trigram NLL and
 fewer known words, the usual trade between diversity and "safe" text. Semi-autoregressive
-blocks stand out in this run, lowering repetition *and* the trigram NLL, one reason why LLaDA
-decodes long answers block by block.
+blocks stand out in this run, cutting repetition about fivefold at the same trigram NLL, one
+reason why LLaDA decodes long answers block by block.
 
 ## Summary
 
@@ -626,9 +629,8 @@ stop, it must make its answer fit the slot. Below, the same cue gets
 slots of three sizes.
 
 The slot's length is itself information, and a small model leans on it heavily. In the stored
-full run, the short slots come back as what short stretches between two speakers usually are
-in the training text: capitalised names, colons and blank lines. Only the long slot gets a
-line of speech, closed by a full stop before the next speaker.
+full run every slot, short or long, comes back as one line of speech that closes with a full
+stop just before the next speaker: the model fits a sentence to the room it is given.
 """), code('''
 for n in (12, pick(40, 24), pick(80, 36)):
     prompt_text = f"ROMEO:\\n[MASK:{n}]\\n\\nJULIET:\\n"

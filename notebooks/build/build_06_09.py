@@ -248,7 +248,7 @@ def share_of_seen_windows(text: str) -> float:
 print(f"held-out Shakespeare (validation text): {share_of_seen_windows(tokenizer.decode(val_ids[:5000])):.2f}")
 length = run_cfg.model.seq_len
 rows = []
-for steps in pick([8, 32, 128, length], [2, 8]):
+for steps in sorted(set(pick([8, 32, 128, length], [2, 8]))):  # (length may be one of them)
     stats = {}
     start = time.perf_counter()
     ids = sample.generate(net, mask_id=tokenizer.mask_id, length=length, steps=steps, strategy="confidence",
@@ -328,8 +328,8 @@ steps, tokens per second, model FLOPs utilisation, peak GPU memory, the final va
 and NLL bound, and the wall time; then plot the curves and read a few samples.
 
 **What it needs:** a CUDA GPU; the whole notebook takes about 3 minutes on an H100. On a CPU the
-same cells run a **shortened** version (small batches, stopped after 2 minutes of training) and
-say so; with `DLLM_SMOKE=1` it takes seconds. The figures are also written to
+same cells run a **shortened** version (small batches, at most 100 steps or 2 minutes of
+training) and say so; with `DLLM_SMOKE=1` it takes seconds. The figures are also written to
 `runs/notebooks/07_tiny_summary.json`.
 """), code(SETUP + '''
 import json
@@ -357,8 +357,9 @@ counts $6 \cdot \tfrac12 VC$, not $6VC$ (`flops_per_token(head_share=...)`).
 Dividing the achieved FLOP/s by the GPU's peak gives the **MFU**, model FLOPs utilisation.
 
 On the GPU the run is capped by `train.max_minutes=1.5`. On a CPU it uses batches of 4 blocks of
-64 tokens and stops after 2 minutes (a few dozen steps: enough to see the loss move, not to
-learn English); in smoke mode it is a one-layer model for a few steps.
+64 tokens and stops after 100 steps or 2 minutes of training, whichever comes first (the cap
+is checked between steps, so the closing evaluation can run past it): enough to see the loss
+move, not to learn English; in smoke mode it is a one-layer model for a few steps.
 """), code('''
 gpu = ["train.max_minutes=1.5"]
 cpu = ["train.max_minutes=2", "train.batch_size=4", "model.seq_len=64", "train.warmup_steps=5", "train.max_steps=100",
@@ -500,13 +501,12 @@ and OpenWebText capped at 2 billion tokens. For a two-minute demonstration we ch
 - `train.grad_accum=4`: 64K tokens per step, so that two minutes hold hundreds of steps
   instead of a few dozen, with `train.warmup_steps=50` and an evaluation every 100 steps;
 - `train.compile=false`: compiling a 124M model costs tens of seconds before the first step,
-  and again whenever a new shape appears (the number of masked positions changes every step),
   a large share of a two-minute budget. In a run of hours it pays for itself; turn it back on there;
 - `data.max_tokens=10_000_000`: when the hub is reachable, the first 10M tokens of OpenWebText
   (a download of tens of seconds) instead of 2 billion (hours).
 
 On a CPU we also cut the sequence to 64 tokens and the batch to 2 and stop after at most 10
-steps or 1.5 minutes; the model keeps its 12 layers, so its parameter count and FLOPs per token
+steps or a 1.5-minute cap (checked between steps; the closing evaluation comes on top); the model keeps its 12 layers, so its parameter count and FLOPs per token
 are the real ones (at this sequence length).
 """), code('''
 common = ["train.out_dir=runs/notebooks/08_small", "train.compile=false", "train.keep_last=1"]
@@ -604,12 +604,13 @@ viz.plot_curves(
 ## Samples
 
 Two continuations of a prompt, `sample.length` tokens in `sample.steps` forward passes each
-(the config's defaults: 256 tokens in 128 steps, two tokens per pass).
+(the numbers this run uses are printed with the samples).
 """), code('''
 prompt = tokenizer.encode("The meaning of life is" if cfg.data.dataset != "tiny_shakespeare" else "ROMEO:\\n")
 length = min(run_cfg.sample.length, run_cfg.model.seq_len - len(prompt))
 ids = sample.generate(net, mask_id=tokenizer.mask_id, length=length, steps=run_cfg.sample.steps, prompt=prompt,
                       strategy="confidence", batch_size=2, generator=torch.Generator(device=device).manual_seed(0))
+print(f"{length} tokens in {run_cfg.sample.steps} forward passes each ({length / run_cfg.sample.steps:g} per pass)")
 for row in ids:
     print(tokenizer.decode(row).strip())
     print("-" * 60)
@@ -650,7 +651,8 @@ characters, for the same number of steps with the same batches:
 
 and you will fill in the usual "GPT vs diffusion" table with measured numbers instead of claims.
 
-**What it needs:** a CPU; about 3 minutes of training per model on 2 cores, 8 minutes in all.
+**What it needs:** a CPU; about a minute of training per model on 2 cores (the log prints how
+long each took), about 4 minutes in all.
 With `DLLM_SMOKE=1` it takes seconds (and the models learn nothing).
 """), code(SETUP + '''
 import math
@@ -690,7 +692,7 @@ diffusion model with `weighting: mean`, the masked cross-entropy without the $1/
 has the same minimiser and less noise; its evaluation always uses the bound.)
 
 Both runs use the same seed, so they read the same training batches in the same order. We
-give each 300 steps of 16 blocks of 256 characters, with `train.max_minutes=6` as a safety
+give each 300 steps of 16 blocks of 128 characters, with `train.max_minutes=6` as a safety
 stop on a slow machine; the output says if that cut either run short.
 """), code('''
 steps = pick(300, 4)
@@ -903,7 +905,7 @@ display(Markdown(table))
   and the diffusion bound closes or stays.
 - Try `strategy="threshold", threshold=0.9` for diffusion: how many passes does it need for
   `L` tokens, and at what quality?
-- Run the same comparison on a GPU, where a forward pass over 256 positions costs about as
+- Run the same comparison on a GPU, where a forward pass over the whole block costs about as
   much as one over a single position, and the seconds column changes.
 """)]
 
