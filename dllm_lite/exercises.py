@@ -15,6 +15,7 @@ stub runs from top to bottom and says "not implemented yet".
     06 select_most_conf. check_confidence_select   sample.select_most_confident
     07 reveal_counts     check_reveal_counts       the rules sample.reveal_counts obeys (linear)
     08 infill            check_infill              sample.generate with the same seed
+    09 block_mask        check_block_mask          block.block_attention_mask (BD3-LM's training pass)
 
 Statistical checks (mask rates, reveal rates, token frequencies) draw enough samples
 that a right answer lands within 5 standard errors of its target while the classic
@@ -28,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import loss, sample
+from . import block, loss, sample
 from .corrupt import Schedule, corrupt, get_schedule, sample_times
 from .model import ModelConfig, Transformer
 from .tokenize import CharTokenizer
@@ -36,7 +37,7 @@ from ._verdict import Wrong, call, checker, expect_tensor, near, rounded
 
 __all__ = [
     "check_corrupt", "check_elbo_weight", "check_subs", "check_diffusion_loss",
-    "check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill",
+    "check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill", "check_block_mask",
 ]
 
 
@@ -361,3 +362,59 @@ def check_infill(fn):
                         repr(expected), repr(got), "call sample.generate(net, mask_id=..., length=0, steps=steps, "
                         "prompt=..., generator=generator) with the default strategy and decode row 0")
     return "the blanks between left and right are filled by sample.generate, the rest of the text is kept"
+
+
+# ---- 09: block diffusion's attention mask ------------------------------------------------------
+
+def _block_mask_mistakes(L, K):
+    """[(mask, problem, hint)]: the classic wrong masks for seq_len L, block size K, each built on purpose."""
+    block = torch.arange(L) // K
+    same, before = block[:, None] == block[None, :], block[:, None] > block[None, :]
+    none = torch.zeros(L, L, dtype=torch.bool)
+
+    def quadrants(nn_, nc, cn, cc):
+        return torch.cat([torch.cat([nn_, nc], 1), torch.cat([cn, cc], 1)], 0)
+
+    edge = (torch.arange(L) + 1) // K  # block boundaries shifted by one position
+    edge_same, edge_before = edge[:, None] == edge[None, :], edge[:, None] > edge[None, :]
+    return [
+        (quadrants(same, before | same, none, same | before), "noisy block b sees the clean copy of itself: the "
+         "answer it must predict leaks in", "a noisy query sees clean keys of blocks strictly before its own: b(k) < b(q)"),
+        (quadrants(same, ~same, none, same | before), "noisy block b sees clean blocks after it: the future leaks in",
+         "a noisy query sees clean keys of earlier blocks only: b(k) < b(q)"),
+        (quadrants(same, before, same, same | before), "the clean copy attends to noisy tokens",
+         "clean queries see clean keys only: the bottom-left quarter (clean rows, noisy columns) is all False"),
+        (quadrants(same, before, none, before), "clean block b does not see itself",
+         "the clean copy is block-causal: a clean query sees clean keys with b(k) <= b(q), its own block included"),
+        (quadrants(same & torch.ones(L, L, dtype=torch.bool).tril(), before, none, same | before),
+         "inside its block the noisy copy is causal", "a noisy block is denoised all at once: within the block every "
+         "position sees every other one, both ways (b(k) == b(q), no triangle)"),
+        (quadrants(same, before, none, torch.ones(L, L, dtype=torch.bool).tril()), "the clean copy is causal token by "
+         "token", "block-causal, not token-causal: a clean query sees its whole block, b(k) <= b(q)"),
+        (quadrants(edge_same, edge_before, none, edge_same | edge_before), "the blocks' edges are off by one",
+         "position i is in block i // block_size: positions 0 .. block_size - 1 form block 0"),
+    ]
+
+
+@checker
+def check_block_mask(fn):
+    """Exercise 09, `block_mask(seq_len, block_size)`: block diffusion's (2L, 2L) attention pattern over [x_t, x_0]."""
+    for L, K in ((8, 2), (12, 4), (6, 3), (6, 6), (5, 1)):
+        on = f"seq_len = {L}, block_size = {K} (rows 0..{L - 1} noisy, {L}..{2 * L - 1} clean)"
+        got = call(fn, on, L, K)
+        expect_tensor(got, (2 * L, 2 * L), on, "the mask", torch.bool)
+        expected = block.block_attention_mask(L, K)
+        if torch.equal(got, expected):
+            continue
+        if torch.equal(got, expected.T):
+            raise Wrong("rows and columns are swapped", on, "mask[q, k]: row q is the query, column k the key",
+                        "the transpose", "build it as visible[query, key]")
+        for wrong, problem, hint in _block_mask_mistakes(L, K):
+            if torch.equal(got, wrong):
+                raise Wrong(problem, on, "see block.block_attention_mask's table", "that mask", hint)
+        q, k = (got != expected).nonzero()[0].tolist()
+        names = ["noisy" if i < L else "clean" for i in (q, k)]
+        raise Wrong(f"query {q} ({names[0]}, block {q % L // K}) and key {k} ({names[1]}, block {k % L // K}) are "
+                    f"wrong", on, bool(expected[q, k]), bool(got[q, k]),
+                    "noisy q: noisy k of its own block, clean k of blocks before; clean q: clean k of blocks up to its own")
+    return "noisy blocks see themselves and the clean blocks before them; the clean copy is block-causal"

@@ -353,6 +353,52 @@ you asked for the right thing. With a model you trained (see `notebooks/`), try 
                                  "and `\"threshold\"` and semi-autoregressive blocks",
                            mistakes="appending the blanks after the whole text, and not passing the generator"),
     ),
+    "09_block_mask": dict(
+        title="Exercise 09: block diffusion's attention mask",
+        learn=["how a block diffusion model (BD3-LM) trains every block in one forward pass over the noisy and the "
+               "clean copy of a sequence",
+               "which positions each query may see, and why a single wrong cell lets the answer leak in",
+               "how one boolean mask turns one network into anything from a GPT (blocks of 1) to MDLM (one block)"],
+        math=r"""## The math
+
+Cut a sequence of length $L$ into blocks of $K$ tokens; position $i$ is in block $b(i) = \lfloor i / K \rfloor$.
+A block diffusion model predicts each block from its own noisy tokens and the *clean* blocks before it:
+$p_\theta(x^b \mid x_t^b, x^{<b})$. Training runs the network once over the concatenation $[x_t, x_0]$,
+$2L$ positions: rows and columns $0 \dots L-1$ are the noisy copy, $L \dots 2L-1$ the clean one.
+A query may attend to a key when
+
+| query \\ key | noisy key $j$ | clean key $j$ |
+|---|---|---|
+| noisy query $i$ | $b(j) = b(i)$ | $b(j) < b(i)$ |
+| clean query $i$ | never | $b(j) \le b(i)$ |
+
+The noisy block sees itself in both directions (it is denoised all at once) and the clean blocks before
+it; the clean copy is *block*-causal and builds the keys and values the later noisy blocks read.""",
+        setup="import torch\n\nfrom dllm_lite import exercises",
+        look="seq_len, block_size = 8, 2\nprint(\"block of each position:\", (torch.arange(seq_len) // block_size).tolist())",
+        task=r"""## Your turn
+
+Write `block_mask(seq_len, block_size)`: a boolean tensor of shape `(2 * seq_len, 2 * seq_len)`, with
+`mask[q, k]` True where query `q` (a row) may attend to key `k` (a column), following the table above.
+No loops needed: compute the block of every position once, compare blocks with broadcasting
+(`blocks[:, None] == blocks[None, :]`), and put four `(L, L)` quarters together with `torch.cat`.""",
+        stub='''def block_mask(seq_len, block_size):
+    """(2L, 2L) bool: rows are queries, columns keys; 0..L-1 the noisy copy, L..2L-1 the clean one."""
+    # TODO: the block of every position, (L,)
+    # TODO: the four (L, L) quarters of the table
+    # TODO: put them together: noisy rows on top, clean rows below
+    raise NotImplementedError''',
+        check="exercises.check_block_mask(block_mask)",
+        hint=hint("`blocks = torch.arange(seq_len) // block_size`; `same = blocks[:, None] == blocks[None, :]`; "
+                  "`before = blocks[:, None] > blocks[None, :]` (the key's block comes first).",
+                  "Noisy rows: `torch.cat([same, before], dim=1)`. Clean rows: `torch.cat([zeros, same | before], dim=1)`.",
+                  "Stack them with `torch.cat([...], dim=0)`; the result must be `torch.bool`."),
+        after=AFTER.format(where="`block_attention_mask` in `dllm_lite/block.py`, and notebook 11, which trains models "
+                                 "with it",
+                           mistakes="a noisy block seeing the clean copy of itself or later clean blocks, the clean "
+                                    "copy attending to noisy tokens or not to itself, a causal triangle inside a block, "
+                                    "block edges off by one, and rows and columns swapped"),
+    ),
 }
 
 

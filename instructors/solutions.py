@@ -71,6 +71,16 @@ def infill(net, tokenizer, left, right, n_blank, steps, generator=None):
     return tokenizer.decode(ids[0])
 
 
+def block_mask(seq_len, block_size):
+    """09: block diffusion's attention pattern over [x_t, x_0], (2L, 2L), True where query (row) sees key (column)."""
+    block = torch.arange(seq_len) // block_size  # (L,) the block of each position
+    same = block[:, None] == block[None, :]  # (L, L) query and key in one block
+    before = block[:, None] > block[None, :]  # (L, L) the key's block comes before the query's
+    noisy = torch.cat([same, before], dim=1)  # noisy queries: their own noisy block, earlier clean blocks
+    clean = torch.cat([torch.zeros_like(same), same | before], dim=1)  # clean queries: clean blocks up to their own
+    return torch.cat([noisy, clean], dim=0)
+
+
 CHECKS = [
     (exercises.check_corrupt, corrupt),
     (exercises.check_elbo_weight, elbo_weight),
@@ -80,6 +90,7 @@ CHECKS = [
     (exercises.check_confidence_select, select_most_confident),
     (exercises.check_reveal_counts, reveal_counts),
     (exercises.check_infill, infill),
+    (exercises.check_block_mask, block_mask),
 ]
 
 if __name__ == "__main__":

@@ -223,6 +223,39 @@ def infill_no_generator(net, tokenizer, left, right, n_blank, steps, generator=N
     return solutions.infill(net, tokenizer, left, right, n_blank, steps)
 
 
+def _block_mask_from(rule):
+    """A student's block mask built from rule(q_noisy, k_noisy, q_block, k_block, q, k) over [x_t, x_0] indices."""
+    def mask(seq_len, block_size):
+        i = torch.arange(2 * seq_len)
+        noisy, blocks = i < seq_len, (i % seq_len) // block_size
+        return rule(noisy[:, None], noisy[None, :], blocks[:, None], blocks[None, :], i[:, None], i[None, :])
+    return mask
+
+
+def _right(qn, kn, qb, kb, q, k):
+    return (qn & kn & (qb == kb)) | (qn & ~kn & (kb < qb)) | (~qn & ~kn & (kb <= qb))
+
+
+mask_sees_own_clean_block = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(qn, kn, qb, kb, q, k) | (qn & ~kn & (kb == qb)))
+mask_sees_later_clean_blocks = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(qn, kn, qb, kb, q, k) | (qn & ~kn & (kb > qb)))
+mask_clean_sees_noisy = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(qn, kn, qb, kb, q, k) | (~qn & kn & (kb == qb)))
+mask_clean_misses_itself = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(qn, kn, qb, kb, q, k) & ~(~qn & ~kn & (kb == qb)))
+mask_causal_inside_block = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(qn, kn, qb, kb, q, k) & ~(qn & kn & (k > q)))
+mask_transposed = _block_mask_from(lambda qn, kn, qb, kb, q, k: _right(kn, qn, kb, qb, k, q))
+
+
+def mask_off_by_one(seq_len, block_size):
+    i = torch.arange(2 * seq_len)
+    noisy, blocks = i < seq_len, ((i % seq_len) + 1) // block_size
+    return _right(noisy[:, None], noisy[None, :], blocks[:, None], blocks[None, :], i[:, None], i[None, :])
+
+
+def mask_one_cell_wrong(seq_len, block_size):
+    mask = solutions.block_mask(seq_len, block_size)
+    mask[seq_len - 1, 0] = ~mask[seq_len - 1, 0]
+    return mask
+
+
 MISTAKES = [
     (exercises.check_corrupt, corrupt_with_alpha, "that is alpha(t)"),
     (exercises.check_corrupt, corrupt_nothing, "masks the wrong share"),
@@ -262,6 +295,14 @@ MISTAKES = [
     (exercises.check_infill, infill_masks_at_end, "not left + n_blank characters + right"),
     (exercises.check_infill, infill_without_sampling, "still holds masks"),
     (exercises.check_infill, infill_no_generator, "same seed"),
+    (exercises.check_block_mask, mask_sees_own_clean_block, "sees the clean copy of itself"),
+    (exercises.check_block_mask, mask_sees_later_clean_blocks, "clean blocks after it"),
+    (exercises.check_block_mask, mask_clean_sees_noisy, "the clean copy attends to noisy tokens"),
+    (exercises.check_block_mask, mask_clean_misses_itself, "does not see itself"),
+    (exercises.check_block_mask, mask_causal_inside_block, "inside its block the noisy copy is causal"),
+    (exercises.check_block_mask, mask_off_by_one, "off by one"),
+    (exercises.check_block_mask, mask_transposed, "rows and columns are swapped"),
+    (exercises.check_block_mask, mask_one_cell_wrong, "are wrong"),
 ]
 
 
