@@ -281,7 +281,7 @@ def time_sampling(net, device, dtype, *, name, length, steps=1, batch_size=1, st
     row = _sampling_row(net, name, length, steps, batch_size, strategy, block_size, threshold, use_cache)
     stats = {}
     kwargs = dict(use_cache=use_cache) if net.cfg.causal else dict(
-        strategy=strategy, block_size=block_size, threshold=threshold)
+        strategy=strategy, block_size=block_size, threshold=threshold, use_cache=use_cache)  # (the cache: block nets)
     _reset_memory(device)
     start = time.perf_counter()
     metered = _Metered(net, None if limit_s is None else start + limit_s)

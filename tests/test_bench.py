@@ -212,3 +212,12 @@ def test_merge_joins_runs_and_prints_one_table(tmp_path):
     assert code == 0 and len(merged["training"]) == 3 and len(merged["sampling"]) == 2
     assert "skipping" in printed and "MISS  medium config training peak memory" in printed
     assert printed.rstrip().splitlines()[-1].startswith("sample ancestral s=1024")
+
+
+def test_a_block_model_times_with_and_without_its_cache():
+    torch.manual_seed(0)
+    net = Transformer(ModelConfig(vocab_size=11, n_layer=1, n_head=2, n_embd=16, seq_len=16, block_size=4)).eval()
+    cached = bench.time_sampling(net, torch.device("cpu"), "float32", name="c", length=16, steps=8)
+    uncached = bench.time_sampling(net, torch.device("cpu"), "float32", name="u", length=16, steps=8, use_cache=False)
+    assert cached["network_calls"] == 8 + 3 and uncached["network_calls"] == 8  # no cache: no cache passes
+    assert cached["use_cache"] is True and uncached["use_cache"] is False
