@@ -35,10 +35,10 @@ import torch
 
 from .config import ConfigError, config_from_dict, config_to_dict
 from .model import ModelConfig, Transformer
-from .tokenize import tokenizer_from_state
+from .tokenize import Tokenizer, tokenizer_from_state
 
 __all__ = ["build_model", "save_checkpoint", "step_files", "read_checkpoint", "load_checkpoint", "check_compatible",
-           "rng_state", "set_rng_state", "CheckpointError", "CHECKPOINT_FORMAT"]
+           "initial_weights", "rng_state", "set_rng_state", "CheckpointError", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 STEP_FILE = re.compile(r"step_(\d+)\.pt")
@@ -178,6 +178,27 @@ def check_compatible(state: dict, cfg, path: Path) -> None:
         if saved != wanted:
             raise CheckpointError(f"checkpoint {path} was trained with {section}.{key}={saved} but the config asks "
                                   f"for {wanted}; use the checkpoint's value or a new train.out_dir")
+
+
+def initial_weights(path, cfg) -> tuple[dict, Tokenizer]:
+    """(weights, tokenizer) of a checkpoint file or exported folder for a new run of `cfg` to start from
+    (train.init_from): fine-tuning keeps the network and its vocabulary and starts a fresh optimiser.
+
+    The network's shape must match cfg.model (model.seq_len may differ under rotary positions,
+    which have no learned table), and the tokenizer kind data.tokenizer; each mismatch is one line.
+    """
+    net, tokenizer, saved, _ = load_checkpoint(path)
+    if tokenizer.name != cfg.data.tokenizer:
+        raise CheckpointError(f"train.init_from={path} holds a {tokenizer.name} tokenizer but data.tokenizer is "
+                              f"{cfg.data.tokenizer}; set data.tokenizer: {tokenizer.name}")
+    keys = ["n_layer", "n_head", "n_embd", "position", "mlp_ratio", "conv"]
+    keys += ["seq_len"] if cfg.model.position == "learned" else []
+    for key in keys:
+        have, want = getattr(saved.model, key), getattr(cfg.model, key)
+        if have != want:
+            raise CheckpointError(f"train.init_from={path} has model.{key}={have} but the config asks for {want}; "
+                                  f"give model.{key}: {have} (a fine-tuned network keeps the shape it was trained with)")
+    return net.state_dict(), tokenizer
 
 
 def rng_state(device: torch.device) -> dict:

@@ -85,6 +85,10 @@ class DataSection:
     revision: str | None = None  # hub dataset branch, tag or commit sha (null: the default branch)
     data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
     text_field: str = "text"
+    # prompt/response pairs (pairs.py): set prompt_field to train on pairs instead of text; a list of columns is
+    # joined with newlines (e.g. an instruction dataset's [instruction, input])
+    prompt_field: str | list[str] | None = None
+    response_field: str = "response"
     tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
     val_fraction: float = 0.05  # share of the text carved out as validation when the dataset has no validation split
     max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it)
@@ -120,6 +124,7 @@ class TrainSection:
     save_every: int = 500
     keep_last: int = 3
     out_dir: str | None = None  # None: runs/<name>
+    init_from: str | None = None  # a checkpoint to start from: its weights (and tokenizer), a fresh optimiser
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
     compile: bool = False
@@ -364,6 +369,16 @@ def _validate(cfg: Config, source: str) -> None:
     _require(d.max_tokens is None or d.max_tokens >= 1, source, f"data.max_tokens must be at least 1 or null, got {d.max_tokens}")
     _require(d.num_proc is None or d.num_proc >= 1, source, f"data.num_proc must be at least 1 or null, got {d.num_proc}")
     _require(d.text_field != "", source, "data.text_field is empty; name the column that holds the text, e.g. text")
+    prompt_fields = [d.prompt_field] if isinstance(d.prompt_field, str) else list(d.prompt_field or [])
+    _require(d.prompt_field is None or (prompt_fields and all(f.strip() for f in prompt_fields)), source,
+             "data.prompt_field is empty; name the column that holds the prompt, e.g. data.prompt_field: prompt")
+    _require(d.response_field.strip() != "" and d.response_field not in prompt_fields, source,
+             f"data.response_field={_show(d.response_field)} must name a column that is not a prompt column, "
+             f"e.g. data.response_field: response")
+    _require(d.prompt_field is None or not d.streaming, source, "pairs (data.prompt_field) are read whole, not "
+             "streamed; set data.streaming: false")
+    _require(d.prompt_field is None or t.objective != "block_diffusion", source, "pairs (data.prompt_field) train "
+             "train.objective diffusion or autoregressive; block_diffusion is not supported on pairs")
 
     _choice(t.objective, OBJECTIVES, source, "train.objective")
     block = t.objective == "block_diffusion"
@@ -403,9 +418,11 @@ def _validate(cfg: Config, source: str) -> None:
     for key in ("beta1", "beta2"):
         _require(0 <= getattr(t, key) < 1, source, f"train.{key} must be in [0, 1), got {getattr(t, key)}; e.g. 0.9")
     _require(t.out_dir != "", source, "train.out_dir is empty; e.g. train.out_dir: runs/tiny")
+    _require(t.init_from is None or t.init_from.strip() != "", source,
+             "train.init_from is empty; give a checkpoint path, e.g. runs/shakespeare_char/latest.pt, or null")
 
     _require(s.length >= 1, source, f"sample.length must be at least 1, got {s.length}")
-    _require(s.length <= m.seq_len, source, f"sample.length ({s.length}) exceeds model.seq_len ({m.seq_len}); "
+    _require(s.length <= m.seq_len or d.prompt_field is not None, source,  # pairs answer in the row's length f"sample.length ({s.length}) exceeds model.seq_len ({m.seq_len}); "
              f"lower sample.length")
     _require(s.steps >= 1, source, f"sample.steps must be at least 1, got {s.steps}")
     _choice(s.strategy, STRATEGIES, source, "sample.strategy")

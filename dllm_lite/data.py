@@ -89,8 +89,8 @@ from datasets.data_files import DataFilesList
 
 from . import tokenize
 
-__all__ = ["HUB_DATASETS", "DataError", "build_tokenizer", "load_text", "load_tokens", "BlockLoader", "describe",
-           "usable_folder"]
+__all__ = ["HUB_DATASETS", "DataError", "build_tokenizer", "load_text", "load_tokens", "load_splits", "BlockLoader",
+           "describe", "usable_folder"]
 
 # short name -> (hub id, default subset, stream by default)
 HUB_DATASETS = {
@@ -362,10 +362,12 @@ def _carve(train: datasets.Dataset, split: str, val_fraction: float, field: str)
     return datasets.concatenate_datasets(parts)
 
 
-def _documents(data_cfg, split: str):
-    """(documents, tokens to skip first): skip > 0 only for training on a stream whose start is validation."""
-    if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+def load_splits(data_cfg) -> tuple[dict, "str | None"]:
+    """({split name: Dataset or IterableDataset}, the name of its own validation split or None), as loaded.
+
+    Checks first that data.cache_dir is usable, that a hub dataset is reachable and that local
+    text/JSON files are UTF-8; the dataset must have a train split.
+    """
     src = _source(data_cfg)
     usable_folder(data_cfg.cache_dir, "data.cache_dir")  # before any download or tokenizing
     if src.kind == "hub":
@@ -376,7 +378,15 @@ def _documents(data_cfg, split: str):
     if "train" not in splits:
         raise DataError(f"{data_cfg.dataset!r} has no 'train' split (it has {', '.join(splits)}); "
                         f"pick a subset that has one with data.subset")
-    own_validation = next((name for name in VALIDATION_SPLITS if name in splits), None)
+    return splits, next((name for name in VALIDATION_SPLITS if name in splits), None)
+
+
+def _documents(data_cfg, split: str):
+    """(documents, tokens to skip first): skip > 0 only for training on a stream whose start is validation."""
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    src = _source(data_cfg)
+    splits, own_validation = load_splits(data_cfg)
     docs = splits["train" if split == "train" or own_validation is None else own_validation]
     columns = docs.column_names
     if columns is not None and data_cfg.text_field not in columns:
@@ -413,10 +423,19 @@ def build_tokenizer(data_cfg) -> tokenize.Tokenizer:
     if _source(data_cfg).streaming:
         raise DataError("data.tokenizer=char needs the whole training text to build its vocabulary, which a stream "
                         "never holds; use data.tokenizer=gpt2 (or byte), or data.streaming=false")
-    chars = set()
-    for batch in load_text(data_cfg, "train").with_format("arrow").iter(batch_size=STREAM_BATCH):
-        for text in batch[data_cfg.text_field].to_pylist():
-            chars.update(text or "")
+    if data_cfg.prompt_field is None:
+        docs, fields = load_text(data_cfg, "train"), [data_cfg.text_field]
+    else:  # pairs: every column a prompt or a response is made of, over the whole train split
+        docs = load_splits(data_cfg)[0]["train"]
+        prompt = data_cfg.prompt_field
+        fields = [f for f in ([prompt] if isinstance(prompt, str) else prompt) + [data_cfg.response_field]
+                  if f in docs.column_names]
+    joined = isinstance(data_cfg.prompt_field, list) and len(data_cfg.prompt_field) > 1
+    chars = {"\n"} if joined else set()  # several prompt columns are joined with newlines
+    for batch in docs.with_format("arrow").iter(batch_size=STREAM_BATCH):
+        for field in fields:
+            for text in batch[field].to_pylist():
+                chars.update(str(text or ""))
     if not chars:
         raise DataError(f"{describe(data_cfg)}: the training text is empty, so a char vocabulary cannot be built")
     return tokenize.get_tokenizer("char", chars=sorted(chars))
@@ -715,18 +734,25 @@ class BlockLoader:
             self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks))
         return self._order[1]
 
-    def next_batch(self) -> torch.Tensor:
-        """The next (batch_size, seq_len) LongTensor of this rank, on the loader's device."""
+    def next_blocks(self) -> np.ndarray:
+        """The indices (batch_size,) of this rank's next blocks; moves the loader on by one step."""
         if self.position >= self.steps_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
         start = self.position * self.global_batch + self.rank * self.batch_size
-        blocks = self._permutation(self.epoch)[start : start + self.batch_size]  # (B,)
-        offsets = blocks[:, None] * self.seq_len + np.arange(self.seq_len)  # (B, T)
-        batch = torch.from_numpy(np.asarray(self.tokens[offsets], dtype=np.int64))  # (B, T)
         self.position += 1
+        return self._permutation(self.epoch)[start : start + self.batch_size]  # (B,)
+
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor on the loader's device (pinned first on CUDA, so the copy overlaps compute)."""
         if self.device.type == "cuda":
             return batch.pin_memory().to(self.device, non_blocking=True)
         return batch.to(self.device)
+
+    def next_batch(self) -> torch.Tensor:
+        """The next (batch_size, seq_len) LongTensor of this rank, on the loader's device."""
+        blocks = self.next_blocks()  # (B,)
+        offsets = blocks[:, None] * self.seq_len + np.arange(self.seq_len)  # (B, T)
+        return self.to_device(torch.from_numpy(np.asarray(self.tokens[offsets], dtype=np.int64)))  # (B, T)
 
     def state_dict(self) -> dict:
         """Plain ints: where the next batch comes from, plus the sizes that give them meaning."""

@@ -12,8 +12,10 @@ An autoregressive checkpoint continues the prompt left to right (without --promp
 its beginning-of-sequence token alone) and cannot infill. A block diffusion checkpoint
 (`train.objective=block_diffusion`) fills its blocks left to right against a key/value cache
 and stops after the block in which every sample has written end-of-text: `--length` is then
-a maximum, and each sample is printed up to its end-of-text. Every option defaults to the
-checkpoint's `sample` config section.
+a maximum, and each sample is printed up to its end-of-text. A checkpoint trained on
+prompt/response pairs (`data.prompt_field`) answers `--prompt`: the rest of its row is
+masked and denoised, and the answer printed after the prompt up to its end-of-text.
+Every option defaults to the checkpoint's `sample` config section.
 
 References: Nie et al. 2025 (LLaDA), sec. 2.4 (sampling, semi-autoregressive blocks);
 Sahoo et al. 2024 (MDLM); karpathy/nanoGPT sample.py for the command's shape.
@@ -80,8 +82,11 @@ def _plan(args, net, tokenizer, cfg):
     used = len(prompt) if prompt else 0
     if used > seq_len:
         raise ValueError(f"the prompt is {used} tokens but the model's seq_len is {seq_len}; use a shorter prompt")
+    answers = cfg.data.prompt_field is not None  # trained on prompt/response pairs: it answers the prompt
+    if answers and prompt is None:
+        raise ValueError("this checkpoint was trained to answer prompts (data.prompt_field); give --prompt")
     if args.length is None:
-        length = 0 if n_masks else min(cfg.sample.length, seq_len - used)
+        length = 0 if n_masks else seq_len - used if answers else min(cfg.sample.length, seq_len - used)
     else:
         length = args.length
         if length < 0:
@@ -186,9 +191,9 @@ def main(argv=None) -> int:
 
 
 def _until_end_of_text(row, start: int, eot_id, cfg):
-    """A block diffusion sample ends at its first generated end-of-text token (which is left out); others are
-    printed whole."""
-    if cfg.model.block_size is None or eot_id is None:
+    """A block diffusion sample, or the answer of a model trained on pairs, ends at its first generated
+    end-of-text token (which is left out, with what follows); other samples are printed whole."""
+    if (cfg.model.block_size is None and cfg.data.prompt_field is None) or eot_id is None:
         return row
     ends = (row[start:] == eot_id).nonzero()
     return row if len(ends) == 0 else row[: start + int(ends[0])]

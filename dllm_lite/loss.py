@@ -17,6 +17,11 @@ $\log V$, and $\int_0^1 -\alpha'(t)\,dt = 1$.
 beginning-of-sequence token, so that it scores the same L positions as the bound and the
 two can be compared on the same data.
 
+**Answering prompts (SFT).** For a row [prompt, response, eot, padding] (see pairs.py) only the
+response region, the positions from the prompt length P on, is masked and scored, and the bound
+is divided by the region's length L - P instead of L (`sft_loss`, LLaDA sec. 2.3). The AR twin
+scores the next-token loss on the answer alone, the response and its eot (`ar_sft_loss`).
+
 **Any denoiser.** Everything here needs only `net(ids (B, L)) -> logits (B, L, V)` (the
 contract `model.Denoiser` writes down); the library's Transformer also takes `only_at=` and
 then runs its output head at the masked positions alone, which `masked_logits` uses.
@@ -35,7 +40,7 @@ from .block import block_logits, block_times
 from .corrupt import corrupt, get_schedule, sample_times
 
 __all__ = ["diffusion_loss", "masked_logits", "masked_cross_entropy", "weigh", "ar_loss", "nll_bound", "exact_nelbo",
-           "WEIGHTINGS"]
+           "sft_loss", "ar_sft_loss", "response_mask", "answer_mask", "WEIGHTINGS"]
 
 WEIGHTINGS = ("elbo", "mean")
 
@@ -84,11 +89,13 @@ def masked_cross_entropy(net, x0, is_masked, mask_id, block_size=None):
     return F.cross_entropy(logits.float(), x0[is_masked], reduction="none")  # (N,)
 
 
-def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None):
+def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None, lengths=None):
     r"""Turn the masked cross-entropies ce (N,) of rows at times t (B,) into the training loss.
 
     t may also be (B, L), a time per token (block diffusion: each block's own time).
-    elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i \text{ masked}} ce_{b,i}$, the negative ELBO estimate.
+    elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i \text{ masked}} ce_{b,i}$, the negative ELBO estimate;
+    with lengths (B,), each row is divided by its own length instead of L (SFT: the response
+    region's), $\frac{1}{B} \sum_b \frac{w(t_b)}{n_b} \sum_{i \text{ masked}} ce_{b,i}$.
     mean: $\sum ce / n_{masked}$, the average over masked tokens; `n_masked` defaults to
     is_masked.sum() (a data-parallel caller passes the global count over its rank count).
     """
@@ -98,8 +105,56 @@ def weigh(ce, is_masked, t, schedule, weighting="elbo", n_masked=None):
     if weighting == "mean":
         return ce.sum() / (is_masked.sum() if n_masked is None else n_masked).clamp(min=1)
     # $w(t_b)$ for every masked token, in the same row-major order as ce
-    w = schedule.weight(t if t.dim() == 2 else t[:, None]).to(ce.dtype).expand(B, L)[is_masked]  # (N,)
-    return (w * ce).sum() / (B * L)
+    w = schedule.weight(t if t.dim() == 2 else t[:, None]).to(ce.dtype).expand(B, L)  # (B, L)
+    if lengths is None:
+        return (w[is_masked] * ce).sum() / (B * L)
+    per_token = w / lengths.to(ce.dtype)[:, None]  # (B, L): $w(t_b) / n_b$
+    return (per_token[is_masked] * ce).sum() / B
+
+
+def response_mask(prompt_len, seq_len: int) -> torch.Tensor:
+    """(B, L) bool: True on each row's response region, the positions from its prompt length on."""
+    positions = torch.arange(seq_len, device=prompt_len.device)  # (L,)
+    return positions[None, :] >= prompt_len[:, None]  # (B, L)
+
+
+def answer_mask(prompt_len, answer_len, seq_len: int) -> torch.Tensor:
+    """(B, L) bool: True on each row's answer, the response and its eot (neither prompt nor padding)."""
+    positions = torch.arange(seq_len, device=prompt_len.device)[None, :]  # (1, L)
+    return (positions >= prompt_len[:, None]) & (positions < (prompt_len + answer_len)[:, None])  # (B, L)
+
+
+def sft_loss(net, x0, prompt_len, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3):
+    r"""The diffusion SFT loss of pair rows x0 (B, L) with prompts of prompt_len (B,) tokens (a scalar).
+
+    The prompt is never masked; the response region (answer and eot padding) is masked at rate
+    $1 - \alpha(t_b)$, one antithetic time per row, and
+    $\frac{1}{B} \sum_b \frac{w(t_b)}{L - P_b} \sum_{i \ge P_b \text{ masked}} -\log p_\theta(x_0^{b,i} \mid x_t^b)$:
+    the bound on the region's NLL given the prompt, per region token. weighting="mean" averages
+    the masked cross-entropy over the masked region tokens instead.
+    """
+    schedule = get_schedule(schedule)
+    B, L = x0.shape
+    t = sample_times(B, antithetic=True, eps=eps, generator=generator, device=x0.device)  # (B,)
+    _, is_masked = corrupt(x0, t, mask_id, schedule, generator=generator)  # (B, L)
+    is_masked = is_masked & response_mask(prompt_len, L)  # the prompt stays clean
+    ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+    return weigh(ce, is_masked, t, schedule, weighting, lengths=L - prompt_len)
+
+
+def ar_sft_loss(net, x, prompt_len, answer_len, mask_id):
+    r"""Next-token cross-entropy on the answers of pair rows x (B, L), per answer token (a scalar).
+
+    $\sum_b \sum_{i \in a_b} -\log p_\theta(x^{b,i} \mid \text{bos}, x^{b,<i}) / \sum_b |a_b|$, with
+    $a_b$ the answer (response and eot, `answer_mask`): the prompt is read, never scored, and
+    the padding after the eot is never generated, so never scored either.
+    """
+    B, L = x.shape
+    bos = torch.full_like(x[:, :1], mask_id)  # (B, 1)
+    logits = net(torch.cat([bos, x[:, :-1]], dim=1))  # (B, L, V)
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten(), reduction="none").view(B, L)  # (B, L)
+    scored = answer_mask(prompt_len, answer_len, L)  # (B, L)
+    return (ce * scored).sum() / scored.sum().clamp(min=1)
 
 
 def diffusion_loss(net, x0, schedule, mask_id, generator=None, weighting="elbo", eps=1e-3, block_size=None):
@@ -143,7 +198,7 @@ def ar_loss(net, x, mask_id):
 
 @torch.no_grad()
 def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_size=256, eps=1e-3,
-              return_stderr=False, block_size=None):
+              return_stderr=False, block_size=None, prompt_len=None, answer_len=None):
     r"""Estimate the NELBO (an upper bound on the NLL) of the sequences x0 (B, L), in nats per token.
 
     block_size=K: the block diffusion NELBO of a block model (block.py), a time per block.
@@ -154,6 +209,12 @@ def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_si
     which moves the result by $O(\varepsilon)$ of a nat.
     With return_stderr=True, also returns the standard error of the mean, computed as if
     the samples were independent (antithetic ones vary less, so this is conservative).
+
+    Pairs (pairs.py): with prompt_len (B,), each row's prompt is never masked and the result
+    bounds the NLL of the response region given the prompt; it is then divided by the
+    answer's length (response + eot) when answer_len (B,) is given, so that it reads in nats
+    per answer token like `ar_sft_loss`, else by the region's length. Rows of different
+    lengths are pooled as total nats over total tokens.
     """
     schedule = get_schedule(schedule)
     was_training = net.training
@@ -161,21 +222,31 @@ def nll_bound(net, x0, schedule, mask_id, n_samples=64, generator=None, batch_si
     B, L = x0.shape
     rows = x0.repeat_interleave(n_samples, dim=0)  # (B n, L)
     t = torch.cat([_times(n_samples, L, block_size, eps, generator, x0.device) for _ in range(B)])  # (B n[, L])
-    per_row = []
+    # what each sample's total is divided by: L, or for pairs the answer's (or the region's) length
+    if prompt_len is None:
+        region, lengths = torch.ones_like(rows, dtype=torch.bool), torch.full((B,), L, device=x0.device)
+    else:
+        region, lengths = response_mask(prompt_len, L), (L - prompt_len if answer_len is None else answer_len)
+        region = region.repeat_interleave(n_samples, dim=0)  # (B n, L)
+    lengths = lengths.to(x0.device).float().repeat_interleave(n_samples)  # (B n,)
+    totals = []
     for start in range(0, rows.shape[0], batch_size):
         chunk, t_chunk = rows[start : start + batch_size], t[start : start + batch_size]
         _, is_masked = corrupt(chunk, t_chunk, mask_id, schedule, generator=generator)  # (b, L)
+        is_masked = is_masked & region[start : start + batch_size]
         ce = masked_cross_entropy(net, chunk, is_masked, mask_id, block_size)  # (N,)
         weighted = torch.zeros(is_masked.shape, device=ce.device)  # (b, L)
         weighted[is_masked] = ce
         w = schedule.weight(t_chunk if t_chunk.dim() == 2 else t_chunk[:, None]).to(ce.device)  # (b, L) or (b, 1)
-        per_row.append((w * weighted).sum(dim=1) / L)  # (b,)
+        totals.append((w * weighted).sum(dim=1))  # (b,) nats of each sample
     net.train(was_training)
-    values = torch.cat(per_row)  # (B n,)
-    mean = values.mean().item()
+    values = torch.cat(totals)  # (B n,)
+    mean = (values.sum() / lengths.sum()).item()
     if not return_stderr:
         return mean
-    stderr = values.std().item() / math.sqrt(values.numel()) if values.numel() > 1 else float("inf")
+    # the standard error of a ratio of sums (the delta method); with equal lengths, std(values / L) / sqrt(n)
+    spread = (values - mean * lengths).std().item() / lengths.mean().item()
+    stderr = spread / math.sqrt(values.numel()) if values.numel() > 1 else float("inf")
     return mean, stderr
 
 

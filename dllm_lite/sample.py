@@ -40,13 +40,14 @@ import math
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from .block import fill_blocks
 from .corrupt import get_schedule
 
 __all__ = [
     "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
-    "reveal_counts", "select_most_confident", "decode_blocks",
+    "reveal_counts", "select_most_confident", "decode_blocks", "answer", "until_eot",
 ]
 
 STRATEGIES = ("ancestral", "confidence", "threshold")
@@ -181,9 +182,52 @@ def _prompt_tensor(prompt, device) -> torch.Tensor:
     if isinstance(prompt, (list, tuple)) and len(prompt) == 0:
         raise ValueError("prompt is an empty list: pass prompt=None to generate without a prompt")
     prompt = torch.as_tensor(prompt, dtype=torch.long, device=device)
-    if prompt.dim() != 1:
-        raise ValueError(f"prompt must be 1-D (one prompt shared by the batch), got shape {tuple(prompt.shape)}")
+    if prompt.dim() not in (1, 2):
+        raise ValueError(f"prompt must be 1-D (one prompt shared by the batch) or 2-D (one prompt per row, all of one "
+                         f"length), got shape {tuple(prompt.shape)}")
     return prompt
+
+
+def until_eot(ids, eot_id) -> list[int]:
+    """The ids before the first eot_id (all of them if there is none, or if eot_id is None)."""
+    ids = [int(i) for i in ids]
+    return ids[: ids.index(eot_id)] if eot_id in ids else ids
+
+
+def answer(net, tokenizer, prompts, *, steps=None, strategy="confidence", temperature=0.0, schedule="linear",
+           threshold=None, batch_size=64, generator=None, progress=False) -> list[str]:
+    """Answer each prompt (a list of strings) with a model trained on prompt/response pairs (pairs.py).
+
+    The prompt's P tokens are followed by seq_len - P masks, the shape of the rows it was
+    trained on, and `generate` denoises them (a causal net writes them left to right); the
+    answer is the text before the first end-of-text. Prompts of one token length are answered
+    together, batch_size at a time. steps: network calls per answer (None: one per masked
+    position); temperature 0 is greedy. progress=True shows a progress bar over the prompts.
+    """
+    seq_len = net.cfg.seq_len
+    encoded = tokenizer.encode_batch(list(prompts))
+    by_length = {}
+    for index, ids in enumerate(encoded):
+        if len(ids) >= seq_len:
+            raise ValueError(f"prompt {index} is {len(ids)} tokens and the model's rows hold {seq_len}: no room is "
+                             f"left for an answer; shorten it")
+        by_length.setdefault(len(ids), []).append(index)
+    device = next(net.parameters()).device
+    answers = [None] * len(encoded)
+    with tqdm(total=len(encoded), unit="prompt", disable=not progress, dynamic_ncols=True) as bar:
+        for P, indices in sorted(by_length.items()):
+            length = seq_len - P
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                prompt = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)  # (b, P)
+                ids = generate(net, mask_id=tokenizer.mask_id, length=length, prompt=prompt,
+                               steps=length if steps is None else min(steps, length), strategy=strategy,
+                               schedule=schedule, temperature=temperature, threshold=threshold,
+                               generator=generator)  # (b, L)
+                for row, i in enumerate(chunk):
+                    answers[i] = tokenizer.decode(until_eot(ids[row, P:], tokenizer.eot_id))
+                bar.update(len(chunk))
+    return answers
 
 
 def decode_blocks(is_masked, block_size) -> list[torch.Tensor]:
@@ -277,7 +321,9 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
     bounds the length and `net.cfg.causal=True` switches to left-to-right sampling.
     prompt: None, a list of ids or a 1-D LongTensor; any `mask_id` in it is filled as well
-    (infilling), and then length=0 is allowed. strategy: "ancestral", "confidence" or
+    (infilling), and then length=0 is allowed. A 2-D (B, P) prompt gives each row its own
+    prompt (all of length P, no mask_id; batch_size is then B): a batch of questions to answer.
+    strategy: "ancestral", "confidence" or
     "threshold" (needs threshold in (0, 1)); schedule: how fast masks are removed (ancestral,
     confidence). temperature / top_k / top_p shape the distribution the values are drawn
     from; confidence and threshold rank the drawn values by the model's own probability at
@@ -323,19 +369,22 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     device = first_param.device if first_param is not None else torch.device("cpu")
 
     prompt = _prompt_tensor(prompt, device)
+    prompts = prompt if prompt.dim() == 2 else prompt.expand(batch_size, -1)  # (B, P)
+    batch_size, prompt_len = prompts.shape
     infilling = bool((prompt == mask_id).any())
+    if infilling and prompt.dim() == 2:
+        raise ValueError("infilling takes one prompt shared by the batch (1-D); a 2-D prompt must hold no mask_id")
     if length < 0 or (length == 0 and not infilling):
         raise ValueError(f"length must be at least 1 (or 0 with mask_id in the prompt to infill), got {length}")
-    if seq_len is not None and len(prompt) + length > seq_len:
-        raise ValueError(f"prompt ({len(prompt)}) + length ({length}) exceeds the model's seq_len={seq_len}: "
+    if seq_len is not None and prompt_len + length > seq_len:
+        raise ValueError(f"prompt ({prompt_len}) + length ({length}) exceeds the model's seq_len={seq_len}: "
                          f"shorten the prompt or the length")
     if causal and infilling:
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
     bos = 1 if causal else 0  # a causal net starts from its beginning-of-sequence token, mask_id
-    x = torch.cat([torch.full((bos,), mask_id, dtype=torch.long, device=device), prompt,
-                   torch.full((length,), mask_id, dtype=torch.long, device=device)])
-    x = x.expand(batch_size, -1).clone()  # (B, bos + T)
+    x = torch.cat([torch.full((batch_size, bos), mask_id, dtype=torch.long, device=device), prompts,
+                   torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)], dim=1)  # (B, bos + T)
     trajectory = []
 
     def record(state):
@@ -350,7 +399,7 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     try:
         with torch.no_grad():
             if causal:
-                calls = _autoregressive(net, x, bos + len(prompt), sampling, use_cache, generator, record)
+                calls = _autoregressive(net, x, bos + prompt_len, sampling, use_cache, generator, record)
                 taken, strategy = calls, "autoregressive"
             elif model_blocks is not None:
                 def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence

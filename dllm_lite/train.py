@@ -12,6 +12,12 @@ The learning rate warms up linearly, then follows a cosine down to `min_lr`:
 
 $$ \eta(s) = \eta_{min} + \tfrac12 (\eta - \eta_{min}) \big(1 + \cos(\pi \tfrac{s - s_w}{S - s_w})\big) $$
 
+Prompt/response pairs (`data.prompt_field` set, pairs.py): each batch is rows of
+[prompt, response, eot, padding], the objective is the SFT loss (`loss.sft_loss`: the prompt
+never masked; the AR twin `loss.ar_sft_loss`), the bound is per answer token given the prompt,
+and the evaluation's sample answers a validation prompt. `train.init_from` starts a run from a
+trained checkpoint's weights and tokenizer with a fresh optimiser: fine-tuning.
+
 Evaluation always reports true quantities on the validation split: for (block) diffusion the
 NLL bound (`loss.nll_bound`, nats per token) and its perplexity $e^{bound}$, for the AR
 baseline the exact cross-entropy and its perplexity, plus one short sample.
@@ -52,15 +58,16 @@ import yaml
 from tqdm.auto import tqdm
 
 from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
-from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, load_checkpoint,
-                         read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
+from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, initial_weights,
+                         load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
 from .config import ConfigError, config_to_dict, load_config
 from .block import block_times
 from .corrupt import corrupt, get_schedule, sample_times
 from .data import BlockLoader, DataError, build_tokenizer, load_tokens, usable_folder
-from .loss import ar_loss, masked_cross_entropy, nll_bound, weigh
+from .loss import ar_loss, ar_sft_loss, masked_cross_entropy, nll_bound, response_mask, weigh
+from .pairs import PairBatch, PairLoader, Pairs, load_pairs
 from .muon import build_optimizer
-from .sample import generate
+from .sample import generate, until_eot
 from .tokenize import EncodingDownloadError
 
 __all__ = [
@@ -111,7 +118,7 @@ def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
 
 
 def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=None, rank=0, world_size=1,
-                        block_size=None):
+                        block_size=None, prompt_len=None):
     r"""The diffusion loss of this rank's rows x0 (B, L) of a global batch of W*B rows.
 
     Times and masks are drawn for the whole global batch from `generator` (seeded alike on
@@ -123,6 +130,8 @@ def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=
     mean: this rank's masked cross-entropy summed, times W over the global masked count, which
     DDP's average turns into the global mean over masked tokens.
     block_size: the block diffusion objective (block.py): a time per block, the [x_t, x_0] pass.
+    prompt_len (B,): pair rows, the SFT loss of `loss.sft_loss` (the prompt never masked, each row
+    divided by its response region's length); with "mean", each rank averages its own masked tokens.
     """
     B, L = x0.shape
     schedule = get_schedule(schedule)
@@ -134,16 +143,34 @@ def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=
                             mask_id, schedule, generator=generator)  # (W B, L): the draws depend on shape only
     rows = slice(rank * B, (rank + 1) * B)
     t, is_masked = t_all[rows], masked_all[rows]  # (B,), (B, L)
+    if prompt_len is not None:
+        is_masked = is_masked & response_mask(prompt_len, L)  # the prompt stays clean
+        ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
+        return weigh(ce, is_masked, t, schedule, weighting, lengths=L - prompt_len)
     ce = masked_cross_entropy(net, x0, is_masked, mask_id, block_size)  # (N,)
     return weigh(ce, is_masked, t, schedule, weighting, n_masked=masked_all.sum() / world_size)
 
 
-def _batch_loss(net, x, cfg, mask_id, generator, rank=0, world_size=1):
-    """The training objective of cfg.train on the batch x (B, L), in nats per token."""
+def _batch_loss(net, batch, cfg, mask_id, generator, rank=0, world_size=1):
+    """The training objective of cfg.train on a batch, (B, L) ids or a PairBatch of pairs, in nats per token."""
+    if isinstance(batch, PairBatch):
+        if cfg.train.objective == "autoregressive":
+            return ar_sft_loss(net, batch.ids, batch.prompt_len, batch.answer_len, mask_id)
+        return diffusion_step_loss(net, batch.ids, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank,
+                                   world_size, prompt_len=batch.prompt_len)
     if cfg.train.objective == "autoregressive":
-        return ar_loss(net, x, mask_id)
-    return diffusion_step_loss(net, x, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank, world_size,
-                               cfg.model.block_size)
+        return ar_loss(net, batch, mask_id)
+    return diffusion_step_loss(net, batch, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank,
+                               world_size, cfg.model.block_size)
+
+
+def _loader(data, cfg, seed, rank=0, world_size=1, device="cpu", validation=False):
+    """The batches of `data`: a PairLoader over packed pairs, a BlockLoader over a flat token array.
+    Validation pairs fewer than a batch make one smaller batch."""
+    if isinstance(data, Pairs):
+        batch_size = min(cfg.train.batch_size, len(data)) if validation else cfg.train.batch_size
+        return PairLoader(data, batch_size, seed, rank, world_size, device)
+    return BlockLoader(data, cfg.model.seq_len, cfg.train.batch_size, seed, rank, world_size, device)
 
 
 @torch.no_grad()
@@ -156,7 +183,7 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop
     is abandoned and None returned (a signal asked the run to stop).
     """
     t = cfg.train
-    loader = BlockLoader(val_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, device=device)
+    loader = _loader(val_tokens, cfg, seed=t.seed, device=device, validation=True)
     generator = torch.Generator(device=device).manual_seed(t.seed)
     was_training = net.training
     net.eval()
@@ -165,18 +192,26 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop
         if stop is not None and stop():
             net.train(was_training)
             return None
-        x = loader.next_batch()  # (B, L)
+        batch = loader.next_batch()  # (B, L) ids, or a PairBatch
+        pairs = isinstance(batch, PairBatch)
         with autocast():
-            losses.append(_batch_loss(net, x, cfg, tokenizer.mask_id, generator).item())
+            losses.append(_batch_loss(net, batch, cfg, tokenizer.mask_id, generator).item())
             if t.objective != "autoregressive":
-                bounds.append(nll_bound(net, x, t.schedule, tokenizer.mask_id, n_samples=t.bound_samples,
-                                        generator=generator, batch_size=t.batch_size, block_size=cfg.model.block_size))
+                bounds.append(nll_bound(net, batch.ids if pairs else batch, t.schedule, tokenizer.mask_id,
+                                        n_samples=t.bound_samples, generator=generator, batch_size=t.batch_size,
+                                        block_size=cfg.model.block_size, prompt_len=batch.prompt_len if pairs else None,
+                                        answer_len=batch.answer_len if pairs else None))
     record = {"val_loss": sum(losses) / len(losses)}
     if bounds:
         record["val_bound"] = sum(bounds) / len(bounds)
     record["val_ppl"] = math.exp(min(record.get("val_bound", record["val_loss"]), 700.0))
-    # one short unconditional sample (an AR model starts from its beginning-of-sequence token)
     s = cfg.sample
+    if isinstance(val_tokens, Pairs):  # pairs: answer the first validation prompt
+        with autocast():
+            record["sample"] = _answer_first(net, val_tokens, tokenizer, cfg, generator)
+        net.train(was_training)
+        return record
+    # one short unconditional sample (an AR model starts from its beginning-of-sequence token)
     length = min(s.length, 64)
     with autocast():
         ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length),
@@ -186,6 +221,17 @@ def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop
     record["sample"] = tokenizer.decode(ids[0])
     net.train(was_training)
     return record
+
+
+def _answer_first(net, pairs, tokenizer, cfg, generator) -> str:
+    """"prompt -> answer" for the first pair of `pairs`, decoded with cfg.sample's strategy (one step per token)."""
+    prompt = pairs.ids[0, : pairs.prompt_len[0]]
+    length = cfg.model.seq_len - len(prompt)
+    ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=length, prompt=prompt.to(generator.device),
+                   strategy=cfg.sample.strategy, schedule=cfg.train.schedule, temperature=cfg.sample.temperature,
+                   top_k=cfg.sample.top_k, top_p=cfg.sample.top_p, threshold=cfg.sample.threshold,
+                   generator=generator)  # (1, L)
+    return f"{tokenizer.decode(prompt)} -> {tokenizer.decode(until_eot(ids[0, len(prompt):], tokenizer.eot_id))}"
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -270,14 +316,16 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
     torch.manual_seed(t.seed + ranks.rank)
     random.seed(t.seed)
     np.random.seed(t.seed)
-    tokenizer, train_tokens, val_tokens = _load_data(cfg, ranks)
+    weights, tokenizer = (None, None) if state is not None or not t.init_from else initial_weights(t.init_from, cfg)
+    tokenizer, train_tokens, val_tokens = _load_data(cfg, ranks, tokenizer)
     mask_id = tokenizer.mask_id
     net = build_model(cfg, tokenizer.vocab_size).to(device)
+    if weights is not None:  # fine-tuning: the checkpoint's network, a fresh optimiser
+        net.load_state_dict(weights)
     use_bf16, autocast = _precision(t.dtype, device)
     optimizer = build_optimizer(net, t.optimizer, t.lr, t.weight_decay, betas=(t.beta1, t.beta2),
                                 fused=device.type == "cuda", muon_lr=t.muon_lr)
-    loader = BlockLoader(train_tokens, cfg.model.seq_len, t.batch_size, seed=t.seed, rank=ranks.rank,
-                         world_size=ranks.world_size, device=device)
+    loader = _loader(train_tokens, cfg, t.seed, ranks.rank, ranks.world_size, device)
     step, elapsed_before, unlogged = 0, 0.0, (0.0, 0)
     if state is not None:
         step, elapsed_before, unlogged = _restore(state, tokenizer, net, optimizer, loader, ranks, device)
@@ -434,17 +482,22 @@ def _init_distributed(device_name: str):
     return dist.get_rank(), world_size, device, started
 
 
-def _load_data(cfg, ranks: Ranks):
-    """(tokenizer, training tokens, validation tokens or None on ranks > 0). Rank 0 reads (and caches)
-    the data first, the other ranks then find it cached."""
+def _load_data(cfg, ranks: Ranks, tokenizer=None):
+    """(tokenizer, training data, validation data or None on ranks > 0): flat token arrays, or packed
+    `Pairs` when data.prompt_field is set. Rank 0 reads (and caches) the data first, the other ranks
+    then find it cached. `tokenizer`: one to use instead of building it (train.init_from's)."""
     if ranks.distributed and not ranks.main:
         dist.barrier()
-    tokenizer = build_tokenizer(cfg.data)
-    train_tokens = load_tokens(cfg.data, tokenizer, "train")
+    tokenizer = tokenizer or build_tokenizer(cfg.data)
+    if cfg.data.prompt_field is None:
+        load = lambda split: load_tokens(cfg.data, tokenizer, split)  # noqa: E731
+    else:
+        load = lambda split: load_pairs(cfg.data, tokenizer, split, cfg.model.seq_len, ranks.log)  # noqa: E731
+    train_tokens = load("train")
     val_tokens = None
     if ranks.main:
-        val_tokens = load_tokens(cfg.data, tokenizer, "validation")
-        batches = BlockLoader(val_tokens, cfg.model.seq_len, cfg.train.batch_size).steps_per_epoch  # fails if < 1
+        val_tokens = load("validation")
+        batches = _loader(val_tokens, cfg, seed=0, validation=True).steps_per_epoch  # fails if < 1
         if cfg.train.eval_batches > batches:
             ranks.log(f"train.eval_batches={cfg.train.eval_batches} is more than the validation split holds: each "
                       f"evaluation reads all of it once ({batches} batches)")
@@ -480,6 +533,9 @@ def _wrap(net, cfg, mask_id, autocast, device, ranks: Ranks):
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         dummy = torch.zeros(cfg.train.batch_size, cfg.model.seq_len, dtype=torch.long, device=device)  # (B, L)
+        if cfg.data.prompt_field is not None:  # pairs: a prompt of 1 token and an answer of 1
+            ones = torch.ones(cfg.train.batch_size, dtype=torch.long, device=device)
+            dummy = PairBatch(dummy, ones, ones)
         trial = lambda m: _batch_loss(m, dummy, cfg, mask_id, torch.Generator(device=device).manual_seed(0))  # noqa: E731
         model = _try_compile(model, net, trial, autocast, device, ranks)
     return model

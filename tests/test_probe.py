@@ -1,8 +1,9 @@
-"""The CPU tuning scripts behind configs/shakespeare_char.yaml still run: benchmarks/char_probe.py and
-benchmarks/checkpoint_bound.py."""
+"""The CPU tuning tools behind configs/shakespeare_char.yaml still run: benchmarks/char_probe.py and the
+precise bound of `python -m dllm_lite.evaluate`."""
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_config
-from dllm_lite import train
+from dllm_lite import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,13 +27,14 @@ def test_a_step_bound_probe_reports_a_bound(extra):
     assert 3 < result["bound"] < math.log(65) + 0.5  # three steps: still near the uniform guess, log 65
 
 
-def test_checkpoint_bound_measures_a_trained_checkpoint(tmp_path):
+def test_evaluate_measures_a_trained_checkpoint_on_its_validation_split(tmp_path, capsys):
     summary = train.train(make_config(tmp_path, "train.max_steps=2", "train.compile=false"))
-    run = subprocess.run([sys.executable, "benchmarks/checkpoint_bound.py", summary["checkpoint"], "--samples", "2",
-                          "--shift"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    lines = [line for line in run.stdout.splitlines() if line.startswith("offset")]
-    assert [line.split(":")[0] for line in lines] == ["offset 0", "offset 16"]  # seq_len 32: shifted by half
-    for line in lines:
-        bound = float(line.split("bound ")[1].split()[0])
-        assert 1.0 < bound < 5.0  # two steps of training: near the uniform guess over ~40 characters
+    bounds = []
+    for offset in ("0", "16"):  # seq_len 32: the second measurement on rows shifted by half a row
+        assert evaluate.main(["--checkpoint", summary["checkpoint"], "--samples", "2", "--offset", offset]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        match = re.fullmatch(r"nll_bound=(\d+\.\d{4}) stderr=\d+\.\d{4} samples=(\d+) rows=(\d+) tokens=(\d+)", line)
+        assert match, line
+        assert int(match.group(2)) == 2 * int(match.group(3)) and int(match.group(4)) == 32 * int(match.group(3))
+        bounds.append(float(match.group(1)))
+    assert all(1.0 < b < 5.0 for b in bounds)  # two steps of training: near the uniform guess over ~40 characters
