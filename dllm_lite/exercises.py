@@ -16,12 +16,13 @@ stub runs from top to bottom and says "not implemented yet".
     07 reveal_counts     check_reveal_counts       the rules sample.reveal_counts obeys (linear)
     08 infill            check_infill              sample.generate with the same seed
     09 block_mask        check_block_mask          block.block_attention_mask (BD3-LM's training pass)
+    10 sft_loss          check_sft_loss            loss.weigh with lengths = L - prompt_len (LLaDA's SFT loss)
 
 Statistical checks (mask rates, reveal rates, token frequencies) draw enough samples
 that a right answer lands within 5 standard errors of its target while the classic
 mistakes miss by many; the random state is seeded and restored, so verdicts never change.
 
-References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.4.
+References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.3 (SFT) and 2.4.
 """
 
 import math
@@ -38,6 +39,7 @@ from ._verdict import Wrong, call, checker, expect_tensor, near, rounded
 __all__ = [
     "check_corrupt", "check_elbo_weight", "check_subs", "check_diffusion_loss",
     "check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill", "check_block_mask",
+    "check_sft_loss",
 ]
 
 
@@ -418,3 +420,124 @@ def check_block_mask(fn):
                     f"wrong", on, bool(expected[q, k]), bool(got[q, k]),
                     "noisy q: noisy k of its own block, clean k of blocks before; clean q: clean k of blocks up to its own")
     return "noisy blocks see themselves and the clean blocks before them; the clean copy is block-causal"
+
+
+# ---- 10: the diffusion SFT loss -------------------------------------------------------------
+
+def _sft_batches():
+    """[(ce, is_masked, t, prompt_len, on)]: the seeded inputs of check_sft_loss, the richest batch first.
+
+    is_masked is drawn over whole rows, prompts included, as `corrupt.corrupt` draws it. The first
+    batch is shaped so that every classic mistake moves the loss: a row without a prompt, a row
+    whose region holds no mask while its prompt does, and masks on the first and the last position
+    of several regions. The last batch has masks in its prompts only: its loss is exactly 0.
+    """
+    g = torch.Generator().manual_seed(10)
+    batches = []
+    for prompt_len, t in (([5, 0, 9, 3, 12, 7], [0.9, 0.35, 0.6, 0.15, 0.75, 0.5]),
+                          ([20, 1, 11, 0, 6], [0.3, 0.8, 0.55, 0.95, 0.2])):
+        prompt_len, t = torch.tensor(prompt_len), torch.tensor(t)  # (B,), (B,)
+        B, L = len(prompt_len), 16 if len(prompt_len) == 6 else 24
+        is_masked = torch.rand(B, L, generator=g) < t[:, None]  # (B, L) the whole row, prompt included
+        rows = torch.arange(B)
+        is_masked[rows, prompt_len] = rows % 2 == 0  # the first region position: masked in every other row
+        is_masked[:, -1] = rows % 3 != 1  # the last position (eot padding) in two rows of three
+        if B == 6:  # row 3: masks in its prompt, none in its region
+            is_masked[3, :3], is_masked[3, 3:] = True, False
+        ce = 0.2 + 3.8 * torch.rand(B, L, generator=g)  # (B, L) in [0.2, 4]
+        batches.append((ce, is_masked, t, prompt_len, _sft_on(ce, is_masked, t, prompt_len)))
+    prompt_len, L = torch.tensor([4, 2, 6]), 8
+    is_masked = torch.arange(L)[None, :] < prompt_len[:, None]  # every prompt position masked, no region one
+    ce, t = 0.2 + 3.8 * torch.rand(3, L, generator=g), torch.tensor([0.4, 0.7, 0.25])
+    batches.append((ce, is_masked, t, prompt_len, _sft_on(ce, is_masked, t, prompt_len)))
+    return batches
+
+
+def _sft_on(ce, is_masked, t, prompt_len):
+    """The `input:` line of a verdict: what the batch holds."""
+    B, L = ce.shape
+    region = loss.response_mask(prompt_len, L)
+    empty = [b for b in range(B) if not (is_masked & region)[b].any()]
+    rows = (f"; row {empty[0]} has no mask in its region" if len(empty) == 1
+            else f"; rows {empty} have no mask in their regions")
+    return (f"ce {tuple(ce.shape)} random in [0.2, 4], prompt_len = {prompt_len.tolist()}, t = {rounded(t)}, "
+            f"is_masked over whole rows: {int(is_masked.sum())} of {B * L} masked, {int((is_masked & ~region).sum())} "
+            f"of them in prompts" + (rows if empty else ""))
+
+
+def _sft_mistakes(ce, is_masked, t, prompt_len):
+    """[(value, problem, hint)]: the classic wrong SFT losses on these inputs, each computed on purpose (float64)."""
+    B, L = ce.shape
+    pos = torch.arange(L)[None, :]  # (1, L)
+    region = pos >= prompt_len[:, None]  # (B, L)
+    n, w, ce = (L - prompt_len).double(), 1.0 / t.double(), ce.double()  # (B,), (B,), (B, L)
+
+    def row_sums(where):
+        return (ce * where).sum(dim=1)  # (B,)
+
+    scored = is_masked & region
+    s, counts = row_sums(scored), scored.sum(dim=1).double()  # (B,), (B,)
+    keep = "keep only masked positions i >= prompt_len[b]: is_masked & (torch.arange(L) >= prompt_len[:, None])"
+    per_region = "divide row b by its region length L - prompt_len[b]"
+    return [
+        ((w * row_sums(is_masked) / n).mean(), "prompt positions are scored: the prompt is given, never masked", keep),
+        ((w * row_sums(is_masked)).sum() / (B * L),
+         "this is exercise 04's loss over whole rows: the prompt is scored and every row divided by L",
+         keep + ", and " + per_region),
+        ((w * s / L).mean(), "each row is divided by L, the whole row's length",
+         per_region + ": the prompt is not part of what is scored"),
+        ((w * s / counts.clamp(min=1)).mean(), "each row is divided by its number of masked tokens",
+         per_region + ", however many of its positions are masked (the weight 1/t already accounts for that)"),
+        (s.sum() / counts.sum().clamp(min=1), "this is the plain mean cross-entropy over the masked region tokens",
+         "weight each row by w(t) = 1/t and " + per_region + "; then the mean over rows"),
+        ((s / n).mean(), "the weight w(t) = 1/t is missing", "multiply row b's sum by 1 / t[b]"),
+        ((t.double() * s / n).mean(), "the rows are weighted by t, not by w(t) = 1/t",
+         "for the linear schedule w(t) = -alpha'(t) / (1 - alpha(t)) = 1/t (exercise 02): divide by t[b]"),
+        ((w * s / n).sum(), "the rows are summed, not averaged", "take the mean over the B rows (divide by B)"),
+        ((w * s).sum() / n.sum(), "the batch is divided by its total region length",
+         per_region + " first, then take the mean over rows"),
+        ((w * row_sums(scored & (pos < L - 1)) / n).mean(), "the region stops before the row's end",
+         "the region runs to the last position, L - 1: the eot padding is scored too, it is how the model learns to "
+         "stop (an off-by-one in a range or slice?)"),
+        ((w * row_sums(is_masked & (pos > prompt_len[:, None])) / n).mean(), "the region starts one position late",
+         "the first response token sits at position prompt_len[b]: keep i >= prompt_len[b], not i > prompt_len[b]"),
+    ]
+
+
+@checker
+def check_sft_loss(fn):
+    r"""Exercise 10, `sft_loss(ce, is_masked, t, prompt_len)`: the diffusion SFT loss from per-position cross-entropies.
+
+    $\frac{1}{B} \sum_b \frac{1/t_b}{L - P_b} \sum_{i \ge P_b \text{ masked}} ce_{b,i}$, compared with
+    `loss.weigh(..., lengths=L - prompt_len)` on three seeded batches (prompt lengths from 0 up, rows with
+    nothing masked in their region, one batch masked in its prompts only).
+    """
+    for index, (ce, is_masked, t, prompt_len, on) in enumerate(_sft_batches()):
+        B, L = ce.shape
+        scored = is_masked & loss.response_mask(prompt_len, L)  # (B, L)
+        expected = loss.weigh(ce.double()[scored], scored, t.double(), get_schedule("linear"),
+                              lengths=L - prompt_len).item()
+        ce_in = ce.clone().requires_grad_(index == 0)  # the first batch also checks that a gradient flows
+        got = call(fn, on, ce_in, is_masked.clone(), t.clone(), prompt_len.clone())
+        if not (isinstance(got, torch.Tensor) and got.numel() == 1):
+            raise Wrong("return the loss as a one-number tensor", on, "a 0-d tensor",
+                        repr(got)[:80] if not isinstance(got, torch.Tensor) else f"shape {tuple(got.shape)}",
+                        "reduce to one number with tensor operations, e.g. (...).mean(), not float() or .item()")
+        if index == 0 and not got.requires_grad:
+            raise Wrong("no gradient flows from the loss back to ce", on, "a tensor that training can .backward()",
+                        "a tensor cut off from ce", "compute it from ce with tensor operations: no .item(), float(), "
+                        "torch.tensor(...) or torch.no_grad() on the way")
+        value = float(got.detach())
+        if math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-6):
+            continue
+        if math.isnan(value):
+            raise Wrong("the loss is NaN", on, f"{expected:.6f}", "nan", "a row with no mask in its region adds 0: "
+                        "do not divide by its number of masked tokens, divide by its region length L - prompt_len[b]")
+        for wrong, problem, hint in _sft_mistakes(ce, is_masked, t, prompt_len):
+            if math.isclose(value, float(wrong), rel_tol=1e-4, abs_tol=1e-6):
+                raise Wrong(problem, on, f"{expected:.6f}", f"{value:.6f}", hint)
+        raise Wrong("the loss value is wrong", on, f"{expected:.6f}", f"{value:.6f}",
+                    "for each row b: the sum of ce over masked positions i >= prompt_len[b], times 1 / t[b], "
+                    "divided by L - prompt_len[b]; then the mean over rows")
+    return ("the prompt is never scored; each row's masked response region, eot padding included, is weighted by 1/t "
+            "and divided by its length L - prompt_len; then the mean over rows")

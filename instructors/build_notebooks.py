@@ -399,6 +399,96 @@ No loops needed: compute the block of every position once, compare blocks with b
                                     "copy attending to noisy tokens or not to itself, a causal triangle inside a block, "
                                     "block edges off by one, and rows and columns swapped"),
     ),
+    "10_sft_loss": dict(
+        title="Exercise 10: the diffusion SFT loss, learning to answer prompts",
+        learn=["how a masked diffusion model is fine-tuned on (prompt, response) pairs, as LLaDA does it: the prompt "
+               "stays clean, only the response region is masked and scored",
+               "why the end-of-text padding after an answer is scored too, and what each row's loss is divided by",
+               "how to turn per-row lengths into a (B, L) mask with `torch.arange` and broadcasting"],
+        math=r"""## The math
+
+Supervised fine-tuning (SFT) teaches a model to answer. Each row of length $L$ holds a prompt of
+$P_b$ tokens and then the *response region*, positions $P_b \dots L-1$: the response, its
+end-of-text token (eot), and eot padding up to the end of the row (`dllm_lite/pairs.py` packs them).
+At answer time the model is given the prompt and has to produce the region, so in training the
+prompt is never masked and never scored.
+
+Each region position is masked with probability $1 - \alpha(t_b)$, one time $t_b$ per row. For the
+linear schedule, $w(t) = 1/t$ (exercise 02), and the loss is
+
+$$ \mathcal{L}_{SFT} = \frac{1}{B} \sum_{b=1}^{B} \frac{w(t_b)}{L - P_b}
+   \sum_{i \ge P_b:\ x_t^{b,i} = m} -\log p_\theta(x_0^{b,i} \mid x_t^b) $$
+
+It is the loss of exercise 04 with two changes: only positions $i \ge P_b$ count, and row $b$ is
+divided by its own region length $L - P_b$ instead of $L$. Each row then bounds the negative
+log-likelihood of its region given its prompt, per region token, and the batch takes the mean over rows.
+
+The padding belongs to the region: it is masked and scored like the answer. Predicting eot at a
+position is how the model says "the answer is over by here", and the padding is where it learns to
+say it. Here the network has already run: `ce[b, i]` is $-\log p_\theta(x_0^{b,i} \mid x_t^b)$ at every
+position, and `is_masked` was drawn over the *whole* row, prompt included, the way `corrupt` draws it
+in exercise 01. Keeping the prompt out is your job.""",
+        setup="import torch\n\nfrom dllm_lite import exercises, loss, pairs\nfrom dllm_lite.corrupt import corrupt\n"
+              "from dllm_lite.tokenize import CharTokenizer",
+        look='''tok = CharTokenizer(list("0123456789+="))
+batch = pairs.pack_pairs(tok, ["12+7=", "3+4="], ["19", "7"], seq_len=10)  # rows: prompt, response, eot, padding
+x0, prompt_len = batch.ids, batch.prompt_len  # (2, 10), (2,)
+B, L = x0.shape
+t = torch.tensor([0.6, 0.3])
+_, is_masked = corrupt(x0, t, tok.mask_id, "linear", generator=torch.Generator().manual_seed(0))  # whole rows
+region = loss.response_mask(prompt_len, L)  # (B, L): True at positions i >= prompt_len
+
+
+def marks(flags):
+    return " ".join("x" if flag else "." for flag in flags.tolist())
+
+
+for b in range(B):
+    P = prompt_len[b].item()
+    print(f"row {b}: prompt_len P = {P}, region length L - P = {L - P}, w(t) = 1/{t[b].item():.1f}")
+    print("  token     ", " ".join("$" if i == tok.eot_id else tok.chars[i] for i in x0[b].tolist()), "  ($ = eot)")
+    print("  part      ", " ".join("r" if r else "p" for r in region[b].tolist()), "  (p = prompt, r = region)")
+    print("  is_masked ", marks(is_masked[b]))
+    print("  scored    ", marks(is_masked[b] & region[b]))
+print("row b's loss: w(t_b) / (L - P_b) times the sum of ce where scored; the batch's: the mean over rows")''',
+        task=r"""## Your turn
+
+Write `sft_loss(ce, is_masked, t, prompt_len)`:
+
+- `ce`: (B, L) floats, the cross-entropy at every position, as if every position had been predicted;
+- `is_masked`: (B, L) bool, the positions the forward process masked, prompts included;
+- `t`: (B,) each row's time in $(0, 1]$, linear schedule, so $w(t) = 1/t$;
+- `prompt_len`: (B,) long, each row's $P_b$; it may be 0 (no prompt) and is always below $L$.
+
+Return the loss as a one-number tensor computed from `ce` with tensor operations, so that training
+can call `.backward()` on it. A row with no mask in its region adds 0. No loop over rows is needed.""",
+        stub='''def sft_loss(ce, is_masked, t, prompt_len):
+    """The diffusion SFT loss, a 0-d tensor, from the per-position cross-entropies ce (B, L)."""
+    # TODO: the response region, (B, L) bool: True at positions i >= prompt_len[b]
+    # TODO: the positions that count: masked and in the region
+    # TODO: each row's sum of ce over them, times w(t) = 1/t, divided by its region length L - prompt_len
+    # TODO: the mean over the rows
+    raise NotImplementedError''',
+        check="exercises.check_sft_loss(sft_loss)",
+        hint=hint("The idea: a (B, L) bool `region` that is True from each row's prompt length on; the positions "
+                  "that count are `is_masked & region`, the eot padding included. Each row: the sum of its "
+                  "counted `ce`, times $1/t_b$, over $L - P_b$ (not $L$, not the number of masks). Then the mean "
+                  "over rows.",
+                  "The API: `torch.arange(L)[None, :] >= prompt_len[:, None]` compares a (1, L) row of positions "
+                  "with a (B, 1) column of lengths and broadcasts to (B, L); `loss.response_mask(prompt_len, L)` "
+                  "does exactly that. `(ce * scored).sum(dim=1)` is each row's sum, (B,), the same shape as `t` "
+                  "and `L - prompt_len`.",
+                  "The shape of the code: `L = ce.shape[1]`; `scored = is_masked & ...`; "
+                  "`per_row = (ce * scored).sum(dim=1)`; `return (per_row / ...).mean()`."),
+        after=AFTER.format(where="`sft_loss` in `dllm_lite/loss.py`, which draws the times and the masks itself, "
+                                 "keeps the prompt clean before the network runs, and leaves the division to "
+                                 "`weigh(..., lengths=L - prompt_len)`",
+                           mistakes="scoring the prompt (alone, or as exercise 04's loss over whole rows), dividing "
+                                    "by $L$, by the number of masks or by the batch's total region length, the plain "
+                                    "mean over masked tokens, no weight or $w(t) = t$, summing the rows, a region "
+                                    "that starts one position late or stops before the row's end (the padding is "
+                                    "scored), NaN from a row with no mask, and a loss cut off from `ce`"),
+    ),
 }
 
 

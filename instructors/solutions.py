@@ -5,7 +5,7 @@ Each function has the signature of the stub in its notebook and passes its check
 
     python instructors/solutions.py
 
-References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.4.
+References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.3 (SFT) and 2.4.
 """
 
 import torch
@@ -81,6 +81,14 @@ def block_mask(seq_len, block_size):
     return torch.cat([noisy, clean], dim=0)
 
 
+def sft_loss(ce, is_masked, t, prompt_len):
+    r"""10: $\frac{1}{B} \sum_b \frac{1/t_b}{L - P_b} \sum_{i \ge P_b \text{ masked}} ce_{b,i}$, the diffusion SFT loss."""
+    L = ce.shape[1]
+    region = torch.arange(L, device=ce.device)[None, :] >= prompt_len[:, None]  # (B, L) the response region
+    per_row = (ce * (is_masked & region)).sum(dim=1)  # (B,) masked region positions only, eot padding included
+    return (per_row / (t * (L - prompt_len))).mean()  # w(t) = 1/t, each row over its own region length
+
+
 CHECKS = [
     (exercises.check_corrupt, corrupt),
     (exercises.check_elbo_weight, elbo_weight),
@@ -91,6 +99,7 @@ CHECKS = [
     (exercises.check_reveal_counts, reveal_counts),
     (exercises.check_infill, infill),
     (exercises.check_block_mask, block_mask),
+    (exercises.check_sft_loss, sft_loss),
 ]
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import ast
 import importlib.util
 import inspect
 import json
+import math
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dllm_lite import corrupt, exercises, sample
+from dllm_lite import corrupt, exercises, loss, sample
 
 _spec = importlib.util.spec_from_file_location(
     "solutions", Path(__file__).resolve().parents[1] / "instructors" / "solutions.py")
@@ -24,6 +25,12 @@ def _schedule(alpha):
     return corrupt.Schedule("student", alpha, alpha)
 
 
+def _library_sft_loss(ce, is_masked, t, prompt_len):
+    """The SFT loss the library trains with (loss.sft_loss's last two lines), on given cross-entropies."""
+    scored = is_masked & loss.response_mask(prompt_len, ce.shape[1])
+    return loss.weigh(ce[scored], scored, t, corrupt.get_schedule("linear"), lengths=ce.shape[1] - prompt_len)
+
+
 LIBRARY = [
     (exercises.check_corrupt, lambda x0, t, mask_id, alpha: corrupt.corrupt(x0, t, mask_id, _schedule(alpha))),
     (exercises.check_elbo_weight, lambda alpha, alpha_prime, t: corrupt.Schedule("s", alpha, alpha_prime).weight(t)),
@@ -31,6 +38,7 @@ LIBRARY = [
      lambda x, logits, mask_id, t, s, alpha: sample.ancestral_step(x, logits, mask_id, t, s, _schedule(alpha))),
     (exercises.check_confidence_select, sample.select_most_confident),
     (exercises.check_reveal_counts, sample.reveal_counts),
+    (exercises.check_sft_loss, lambda ce, is_masked, t, prompt_len: _library_sft_loss(ce, is_masked, t, prompt_len)),
 ]
 
 
@@ -256,6 +264,91 @@ def mask_one_cell_wrong(seq_len, block_size):
     return mask
 
 
+def _scored_sum(ce, where):
+    return (ce * where).sum(dim=1)  # (B,)
+
+
+def _region(prompt_len, L):
+    return torch.arange(L)[None, :] >= prompt_len[:, None]  # (B, L)
+
+
+def sft_scores_prompt(ce, is_masked, t, prompt_len):
+    return (_scored_sum(ce, is_masked) / t / (ce.shape[1] - prompt_len)).mean()  # forgot & region
+
+
+def sft_is_exercise_04(ce, is_masked, t, prompt_len):
+    return (_scored_sum(ce, is_masked) / t).sum() / ce.numel()
+
+
+def sft_over_row_length(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (_scored_sum(ce, scored) / t / ce.shape[1]).mean()
+
+
+def sft_over_masked_count(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (_scored_sum(ce, scored) / t / scored.sum(dim=1).clamp(min=1)).mean()
+
+
+def sft_over_masked_count_nan(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (_scored_sum(ce, scored) / t / scored.sum(dim=1)).mean()  # 0 / 0 in a row with no region mask
+
+
+def sft_masked_mean(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return ce[scored].mean()
+
+
+def sft_unweighted(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (_scored_sum(ce, scored) / (ce.shape[1] - prompt_len)).mean()
+
+
+def sft_weight_t(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (t * _scored_sum(ce, scored) / (ce.shape[1] - prompt_len)).mean()
+
+
+def sft_summed_rows(ce, is_masked, t, prompt_len):
+    return solutions.sft_loss(ce, is_masked, t, prompt_len) * ce.shape[0]
+
+
+def sft_batch_region_length(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return (_scored_sum(ce, scored) / t).sum() / (ce.shape[1] - prompt_len).sum()
+
+
+def sft_region_ends_early(ce, is_masked, t, prompt_len):
+    L = ce.shape[1]
+    scored = is_masked & _region(prompt_len, L)
+    scored[:, L - 1] = False  # as if the region were range(prompt_len, L - 1)
+    return (_scored_sum(ce, scored) / t / (L - prompt_len)).mean()
+
+
+def sft_region_starts_late(ce, is_masked, t, prompt_len):
+    L = ce.shape[1]
+    scored = is_masked & (torch.arange(L)[None, :] > prompt_len[:, None])  # > instead of >=
+    return (_scored_sum(ce, scored) / t / (L - prompt_len)).mean()
+
+
+def sft_detached(ce, is_masked, t, prompt_len):
+    return torch.tensor(solutions.sft_loss(ce, is_masked, t, prompt_len).item())
+
+
+def sft_returns_float(ce, is_masked, t, prompt_len):
+    return solutions.sft_loss(ce, is_masked, t, prompt_len).item()
+
+
+def sft_per_row(ce, is_masked, t, prompt_len):
+    scored = is_masked & _region(prompt_len, ce.shape[1])
+    return _scored_sum(ce, scored) / t / (ce.shape[1] - prompt_len)  # (B,): the mean was forgotten
+
+
+def sft_one_prompt_length(ce, is_masked, t, prompt_len):
+    return solutions.sft_loss(ce, is_masked, t, prompt_len[:1].expand_as(prompt_len))
+
+
 MISTAKES = [
     (exercises.check_corrupt, corrupt_with_alpha, "that is alpha(t)"),
     (exercises.check_corrupt, corrupt_nothing, "masks the wrong share"),
@@ -303,6 +396,22 @@ MISTAKES = [
     (exercises.check_block_mask, mask_off_by_one, "off by one"),
     (exercises.check_block_mask, mask_transposed, "rows and columns are swapped"),
     (exercises.check_block_mask, mask_one_cell_wrong, "are wrong"),
+    (exercises.check_sft_loss, sft_scores_prompt, "prompt positions are scored"),
+    (exercises.check_sft_loss, sft_is_exercise_04, "exercise 04's loss over whole rows"),
+    (exercises.check_sft_loss, sft_over_row_length, "divided by L, the whole row's length"),
+    (exercises.check_sft_loss, sft_over_masked_count, "divided by its number of masked tokens"),
+    (exercises.check_sft_loss, sft_over_masked_count_nan, "the loss is NaN"),
+    (exercises.check_sft_loss, sft_masked_mean, "plain mean cross-entropy over the masked region tokens"),
+    (exercises.check_sft_loss, sft_unweighted, "the weight w(t) = 1/t is missing"),
+    (exercises.check_sft_loss, sft_weight_t, "weighted by t, not by w(t) = 1/t"),
+    (exercises.check_sft_loss, sft_summed_rows, "summed, not averaged"),
+    (exercises.check_sft_loss, sft_batch_region_length, "total region length"),
+    (exercises.check_sft_loss, sft_region_ends_early, "stops before the row's end"),
+    (exercises.check_sft_loss, sft_region_starts_late, "starts one position late"),
+    (exercises.check_sft_loss, sft_detached, "no gradient flows"),
+    (exercises.check_sft_loss, sft_returns_float, "one-number tensor"),
+    (exercises.check_sft_loss, sft_per_row, "one-number tensor"),
+    (exercises.check_sft_loss, sft_one_prompt_length, "the loss value is wrong"),
 ]
 
 
@@ -346,6 +455,28 @@ def test_checker_leaves_the_random_state_and_thread_count_alone():
     exercises.check_corrupt(solutions.corrupt)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def test_sft_mistakes_differ_from_the_answer_and_from_each_other():
+    """On the checker's first batch every classic mistake moves the loss, and no two of them coincide."""
+    ce, is_masked, t, prompt_len, _ = exercises._sft_batches()[0]
+    right = float(solutions.sft_loss(ce.double(), is_masked, t.double(), prompt_len))
+    values = [right] + [float(v) for v, _, _ in exercises._sft_mistakes(ce, is_masked, t, prompt_len)]
+    assert math.isclose(float(_library_sft_loss(ce.double(), is_masked, t.double(), prompt_len)), right, rel_tol=1e-12)
+    gaps = [abs(a - b) / max(abs(a), abs(b)) for i, a in enumerate(values) for b in values[i + 1:]]
+    assert min(gaps) > 50 * 1e-4, min(gaps)  # the checker's tolerance is rel 1e-4
+
+
+def test_sft_checker_inputs_cover_the_edge_cases():
+    """A row without a prompt, rows with no mask in their region but masks in their prompt, a batch whose loss is 0."""
+    batches = exercises._sft_batches()
+    assert any((p == 0).any() for _, _, _, p, _ in batches)
+    for ce, is_masked, t, prompt_len, _ in batches:
+        assert (prompt_len < ce.shape[1]).all()
+    ce, is_masked, t, prompt_len, _ = batches[-1]
+    region = loss.response_mask(prompt_len, ce.shape[1])
+    assert not (is_masked & region).any() and (is_masked & ~region).any()
+    assert solutions.sft_loss(ce, is_masked, t, prompt_len).item() == 0.0
 
 
 EXERCISE_NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "exercises").glob("*.ipynb"))
