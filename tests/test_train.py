@@ -356,3 +356,16 @@ def test_ddp_resume_continues_exactly(tmp_path):
     straight, split = ([r for r in train_records(tmp_path / run) if "loss" in r] for run in ("straight", "split"))
     assert [r["step"] for r in split] == [1, 2, 3, 4]
     assert split == straight  # losses, gradient norms and learning rates, to the bit
+
+
+def test_the_loss_plot_is_scaled_past_warm_up_and_marks_the_best_evaluation():
+    records = [{"step": 10, "loss": 14.0}] + [{"step": s, "loss": 2.5 - s / 1000} for s in range(100, 1001, 100)]
+    records += [{"step": 500, "val_loss": 2.1, "val_bound": 2.2}, {"step": 1000, "val_loss": 1.9, "val_bound": 1.95},
+                {"step": 800, "val_loss": 1.8, "val_bound": 1.9}]
+    fig = train.plot_metrics(records)
+    ax = fig.axes[0]
+    bottom, top = ax.get_ylim()
+    assert top < 3.0 and bottom < 1.5  # the first loss of 14 is off the top; every later value fits
+    best = [line for line in ax.lines if line.get_label().startswith("best")]
+    assert len(best) == 1 and best[0].get_label() == "best: 1.9000 at step 800"
+    assert list(best[0].get_xdata()) == [800] and list(best[0].get_ydata()) == [1.9]
