@@ -81,3 +81,17 @@ def test_notebook_has_an_opening_a_summary_and_stored_outputs(path):
     cells = json.loads(path.read_text())["cells"]
     assert any(c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{path.name} is stored without outputs"
     assert "setup(" in code_cells(path)[0] or "setup(" in code_cells(path)[1], f"{path.name}: call notebook.setup() first"
+
+
+def test_every_notebook_links_the_glossary_and_references_and_points_to_its_exercises():
+    for path in NOTEBOOKS:
+        cells = markdown(path)
+        assert "](../docs/glossary.md)" in cells[0] and "](../docs/references.md)" in cells[0], path.name
+    assert (ROOT / "docs" / "glossary.md").is_file() and (ROOT / "docs" / "references.md").is_file()
+    pointed = set()
+    for path in NOTEBOOKS:
+        closing = markdown(path)[-1]
+        named = set(re.findall(r"exercises/(\d\d_\w+)\.ipynb", closing))
+        assert all((ROOT / "exercises" / f"{name}.ipynb").is_file() for name in named), path.name
+        pointed |= named
+    assert pointed == {path.stem for path in EXERCISES}  # every exercise belongs to a lesson

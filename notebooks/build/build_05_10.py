@@ -19,6 +19,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from course import finish  # noqa: E402
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
@@ -854,7 +857,7 @@ def write(number: str) -> Path:
     """Write notebook `number` (without outputs) and return its path."""
     name, cells = NOTEBOOKS[number]
     path = NOTEBOOKS_DIR / name
-    nbformat.write(new_notebook(cells=cells, metadata=KERNEL), path)
+    nbformat.write(new_notebook(cells=finish(cells, number), metadata=KERNEL), path)
     return path
 
 

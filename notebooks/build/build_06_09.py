@@ -20,6 +20,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from course import finish  # noqa: E402
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
@@ -924,7 +927,7 @@ def main(argv) -> int:
     for number in wanted:
         name, cells = NOTEBOOKS[number]
         path = NOTEBOOKS_DIR / f"{name}.ipynb"
-        nbformat.write(new_notebook(cells=cells, metadata=KERNEL), path)
+        nbformat.write(new_notebook(cells=finish(cells, number), metadata=KERNEL), path)
         print(f"wrote {path}")
     return 0
 
