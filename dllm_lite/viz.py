@@ -91,7 +91,7 @@ def _draw_grid(ax, ids, kinds, decode, mask_text, cell_text=None, text_colour=No
 
 
 def show_tokens(rows, mask_id: int, decode=None, labels=None, ax=None, title=None, scores=None,
-                score_label: str = "score", mask_text: str = "M"):
+                score_label: str = "score", mask_text: str = "M", generated=None):
     r"""A grid of token rows, one row per sequence, with masked cells shaded.
 
     rows: (R, T) token ids (tensor, array or lists), e.g. $x_t$ for growing t.
@@ -100,7 +100,9 @@ def show_tokens(rows, mask_id: int, decode=None, labels=None, ax=None, title=Non
     labels: R row labels (e.g. "t = 0.30"). Masked cells show `mask_text`.
     scores: optional (R, T) numbers in [0, 1] (e.g. the model's probability of the true
     token); masked cells are then coloured by their score, show it to two decimals, and a
-    colour bar labelled `score_label` takes the place of the legend. Returns the Axes.
+    colour bar labelled `score_label` takes the place of the legend.
+    generated: optional (R, T) bools marking the cells the model wrote (e.g. an infilled gap):
+    they are drawn in the "revealed" colour and get their own legend entry. Returns the Axes.
     """
     ids = _as_int_rows(rows)
     n_rows, n_cols = ids.shape
@@ -119,9 +121,17 @@ def show_tokens(rows, mask_id: int, decode=None, labels=None, ax=None, title=Non
         # dark text on the light (high) end of viridis, white on the dark end
         text_colour = [[("black" if score_array[r, c] > 0.6 else "white") if is_masked[r, c] else None
                         for c in range(n_cols)] for r in range(n_rows)]
-    _draw_grid(ax, ids, np.where(is_masked, MASKED, CLEAN), decode, mask_text, cell_text, text_colour)
+    kinds = np.where(is_masked, MASKED, CLEAN)
+    if generated is not None:
+        written = np.asarray(generated.cpu() if isinstance(generated, torch.Tensor) else generated, bool)
+        if written.shape != ids.shape:
+            raise ValueError(f"generated has shape {written.shape} but rows has {ids.shape}; pass one flag per cell")
+        kinds = np.where(written & ~is_masked, REVEALED, kinds)
+    _draw_grid(ax, ids, kinds, decode, mask_text, cell_text, text_colour)
     if scores is None:
         handles = [Patch(color=COLOURS[CLEAN], label="clean token"), Patch(color=COLOURS[MASKED], label=f"[MASK] ({mask_text})")]
+        if generated is not None:
+            handles.append(Patch(color=COLOURS[REVEALED], label="written by the model"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     else:  # the colour bar is the legend of the masked cells; clean cells show their token
         overlay = np.ma.masked_where(~is_masked, score_array)
@@ -159,10 +169,13 @@ def plot_schedules(schedules=("linear", "cosine", "quadratic"), ax=None, t_min: 
     return ax_alpha, ax_weight
 
 
-def plot_attention(weights, ax=None, title=None, labels=None):
+def plot_attention(weights, ax=None, title=None, labels=None, vmax=None):
     """One attention map: weights (T, T), row i = how query position i spreads over key positions j.
 
     labels: optional T tick labels (e.g. the tokens). Adds a colour bar. Returns the Axes.
+    vmax: the weight at which the colours saturate; by default the 99th percentile of the
+    positive weights, so that a few near-1 weights (a causal map's first query can only attend
+    to itself) do not flatten the rest of the map. The colour bar's arrow marks the clipping.
     """
     array = np.asarray(weights.detach().float().cpu() if isinstance(weights, torch.Tensor) else weights, float)
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
@@ -170,8 +183,12 @@ def plot_attention(weights, ax=None, title=None, labels=None):
                          f"select one batch row and head first, e.g. weights[0, head]")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4))
-    image = ax.imshow(array, cmap="viridis", vmin=0, interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label="attention weight", fraction=0.046, pad=0.04)
+    positive = array[array > 0]
+    if vmax is None:
+        vmax = float(np.quantile(positive, 0.99)) if positive.size else 1.0
+    image = ax.imshow(array, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="attention weight", fraction=0.046, pad=0.04,
+                       extend="max" if array.max() > vmax else "neither")
     ax.set(xlabel="key position j (attended to)", ylabel="query position i")
     if labels is not None:
         if len(labels) != array.shape[0]:

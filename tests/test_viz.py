@@ -159,3 +159,25 @@ def test_denoising_viewer_static_figure_is_displayed(capsys):
     viz.denoising_viewer(toy_trajectory(), MASK, static=True)
     assert "Figure" in capsys.readouterr().out  # IPython's display prints the figure's repr outside a notebook
     assert plt.get_fignums() == []  # and closes it so the inline backend does not draw it twice
+
+
+def test_plot_attention_is_not_flattened_by_a_causal_maps_first_row():
+    T = 40
+    scores = torch.randn(T, T, generator=torch.Generator().manual_seed(0))
+    weights = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    ax = viz.plot_attention(weights)
+    low, high = ax.images[0].get_clim()
+    assert low == 0 and high < 0.6  # query 0 attends to itself with weight 1.0; the colours saturate well below
+    assert ax.images[0].colorbar.extend == "max"
+    _, high = viz.plot_attention(weights, vmax=1.0).images[0].get_clim()
+    assert high == 1.0
+
+
+def test_show_tokens_marks_the_cells_the_model_wrote():
+    rows = torch.tensor([[0, MASK, 2], [0, 1, 2]])
+    written = torch.tensor([[False, True, False], [False, True, False]])  # a mask cell stays a mask cell
+    ax = viz.show_tokens(rows, MASK, decode=letters, generated=written)
+    assert ax.images[0].get_array().tolist() == [[0, 1, 0], [0, 2, 0]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "written by the model"
+    with pytest.raises(ValueError, match="one flag per cell"):
+        viz.show_tokens(rows, MASK, generated=written[:, :2])

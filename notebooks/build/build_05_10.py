@@ -351,7 +351,10 @@ prompt[gap] = tok.mask_id
 filled = sample.generate(net, mask_id=tok.mask_id, prompt=prompt, length=0, steps=L // 4, strategy="confidence",
                          batch_size=3, generator=torch.Generator().manual_seed(0))
 shown = slice(gap.start - 12, gap.stop + 12)
-ax = viz.show_tokens(torch.stack([passage, prompt, *filled.cpu()])[:, shown], tok.mask_id, decode=tok.decode,
+rows = torch.stack([passage, prompt, *filled.cpu()])  # (5, L)
+written = torch.zeros_like(rows, dtype=torch.bool)
+written[2:, gap] = True  # the fills' gap cells are the model's
+ax = viz.show_tokens(rows[:, shown], tok.mask_id, decode=tok.decode, generated=written[:, shown],
                      labels=["original", "prompt", "fill 1", "fill 2", "fill 3"],
                      title=f"infilling {gap.stop - gap.start} masked characters")
 ax.xaxis.set_major_formatter(lambda x, _: str(shown.start + int(x)))  # label the real positions
