@@ -95,7 +95,7 @@ class BenchOptions:
     sample_length: int = 1024
     sample_steps: tuple = (64, 256, 1024)
     sample_batch_sizes: tuple = (1, 16)
-    strategies: tuple = STRATEGIES
+    strategies: tuple = ("ancestral", "confidence", "threshold")  # left_to_right and random cost what confidence does
     threshold: float = 0.9
     sample_block_size: int | None = None  # adds a semi-autoregressive "confidence" variant
     block_size: int | None = None  # adds block diffusion rows: a training step, and sampling with its cache

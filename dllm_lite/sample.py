@@ -13,6 +13,9 @@ decide *which* masked tokens are revealed at each step:
   confident ones, as many as the schedule says, remask the rest.
 - **threshold** (Fast-dLLM): commit every drawn value whose confidence exceeds a threshold,
   at least one per step: easy tokens go many at a time, hard ones one by one.
+- **left_to_right** and **random**: the same counts per step as confidence, but the positions
+  are fixed in advance, the leftmost masks first or a random order: the baselines that show
+  what choosing the order by confidence buys (Kim et al. 2025).
 
 The confidence of a drawn value is the model's own probability of it,
 $c^i = \mathrm{softmax}(\ell^i)_{\hat x^i}$ from the raw logits $\ell^i$ at temperature 1,
@@ -50,7 +53,8 @@ __all__ = [
     "reveal_counts", "select_most_confident", "decode_blocks", "answer", "until_eot",
 ]
 
-STRATEGIES = ("ancestral", "confidence", "threshold")
+STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
+ORDERED = ("confidence", "left_to_right", "random")  # reveal reveal_counts() tokens per step, in some order
 
 
 def _uniform(shape, generator, device) -> torch.Tensor:
@@ -263,7 +267,7 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
     for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
         in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         in_block[cols.to(x.device)] = True
-        if strategy == "confidence":
+        if strategy in ORDERED:
             counts = reveal_counts(int((x[0] == mask_id)[in_block].sum()), block_steps, schedule)
         for i in range(block_steps):
             scope = (x == mask_id) & in_block  # (B, T) masks this block may fill
@@ -283,8 +287,8 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
                 # (B, T): the model's own probability of each drawn token (temperature 1, unfiltered)
                 confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
                 tokens[scope], confidence[scope] = sample_tokens(logits[scope], *sampling, generator=generator)
-                if strategy == "confidence":
-                    reveal = select_most_confident(confidence, scope, counts[i])
+                if strategy in ORDERED:
+                    reveal = select_most_confident(_priority(strategy, confidence, generator), scope, counts[i])
                 elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
                     reveal = scope
                 else:
@@ -293,6 +297,17 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
             taken += 1
             record(x)
     return calls, taken
+
+
+def _priority(strategy, confidence, generator) -> torch.Tensor:
+    """(B, T) the order in which masks are revealed, highest first: the model's confidence, the
+    position from the left, or a fresh random number per position."""
+    if strategy == "confidence":
+        return confidence
+    if strategy == "left_to_right":
+        T = confidence.shape[1]
+        return -torch.arange(T, dtype=torch.float64, device=confidence.device).expand_as(confidence)
+    return _uniform(confidence.shape, generator, confidence.device)
 
 
 def _autoregressive(net, x, start, sampling, use_cache, generator, record):
@@ -323,8 +338,8 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     prompt: None, a list of ids or a 1-D LongTensor; any `mask_id` in it is filled as well
     (infilling), and then length=0 is allowed. A 2-D (B, P) prompt gives each row its own
     prompt (all of length P, no mask_id; batch_size is then B): a batch of questions to answer.
-    strategy: "ancestral", "confidence" or
-    "threshold" (needs threshold in (0, 1)); schedule: how fast masks are removed (ancestral,
+    strategy: "ancestral", "confidence", "threshold" (needs threshold in (0, 1)),
+    "left_to_right" or "random" (confidence's counts, a fixed order); schedule: how fast masks are removed (ancestral,
     confidence). temperature / top_k / top_p shape the distribution the values are drawn
     from; confidence and threshold rank the drawn values by the model's own probability at
     temperature 1, unfiltered (see `sample_tokens`). block_size: decode the

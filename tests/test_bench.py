@@ -9,7 +9,6 @@ import torch
 
 from dllm_lite import bench
 from dllm_lite.model import ModelConfig, Transformer
-from dllm_lite.sample import STRATEGIES
 
 PEAK = 0.5  # TFLOP/s, a made-up peak so that the CPU rows get an MFU
 
@@ -65,7 +64,7 @@ def test_sampling_rows_count_network_calls(tiny_run):
     results, _ = tiny_run
     rows = results["sampling"]
     seen = {(r["strategy"], r["steps"], r["batch_size"]) for r in rows}
-    for strategy in STRATEGIES:
+    for strategy in bench.BenchOptions().strategies:
         for steps in bench.TINY["sample_steps"]:
             for batch in bench.TINY["sample_batch_sizes"]:
                 assert (strategy, steps, batch) in seen

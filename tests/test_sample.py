@@ -450,3 +450,17 @@ def test_bad_input_for_building_blocks():
         sample.reveal_counts(5, 0)
     with pytest.raises(ValueError, match="k must be >= 0"):
         sample.select_most_confident(torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool), -1)
+
+
+def test_left_to_right_and_random_orders_reveal_the_counts_of_confidence():
+    net = tiny_net()
+    kwargs = dict(mask_id=MASK, length=8, steps=4, temperature=0.0, return_trajectory=True)
+    _, left = sample.generate(net, strategy="left_to_right", generator=seeded(0), **kwargs)
+    for before, after in zip(left, left[1:]):
+        newly = ((before == MASK) & (after != MASK))[0].nonzero().flatten().tolist()
+        still = (after[0] == MASK).nonzero().flatten().tolist()
+        assert len(newly) == 2 and (not still or max(newly) < min(still))  # the leftmost masks, two per step
+    runs = [sample.generate(net, strategy="random", generator=seeded(s), **kwargs)[1] for s in (0, 0, 1)]
+    orders = [[tuple((b == MASK)[0].tolist()) for b in run] for run in runs]
+    assert orders[0] == orders[1] and orders[0] != orders[2]  # seeded: reproducible, and not a fixed order
+    assert all(((b == MASK).sum() == 8 - 2 * i) for i, b in enumerate(runs[2]))
