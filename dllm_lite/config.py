@@ -422,8 +422,9 @@ def _validate(cfg: Config, source: str) -> None:
              "train.init_from is empty; give a checkpoint path, e.g. runs/shakespeare_char/latest.pt, or null")
 
     _require(s.length >= 1, source, f"sample.length must be at least 1, got {s.length}")
-    _require(s.length <= m.seq_len or d.prompt_field is not None, source,  # pairs answer in the row's length f"sample.length ({s.length}) exceeds model.seq_len ({m.seq_len}); "
-             f"lower sample.length")
+    # pairs answer in the rest of their row, so sample.length does not apply to them
+    _require(s.length <= m.seq_len or d.prompt_field is not None, source,
+             f"sample.length ({s.length}) exceeds model.seq_len ({m.seq_len}); lower sample.length")
     _require(s.steps >= 1, source, f"sample.steps must be at least 1, got {s.steps}")
     _choice(s.strategy, STRATEGIES, source, "sample.strategy")
     _require(s.temperature >= 0, source, f"sample.temperature must be >= 0 (0 is greedy), got {s.temperature}")
