@@ -308,7 +308,7 @@ Read the table before you believe any claim about diffusion and autoregression: 
 each, on one machine, at one size. The next notebook asks where each kind of model wins, with
 experiments designed for the question.
 
-## What to remember
+## Summary
 
 - SFT packs a pair into one row: prompt, response, end-of-text, end-of-text padding.
 - Diffusion SFT never masks or scores the prompt; it masks the response region at rate
@@ -317,6 +317,12 @@ experiments designed for the question.
 - At small batch sizes the $1/t$ weight makes the loss estimate noisy; the masked mean trains
   far better, and the bound is still what we report.
 - `train.init_from` fine-tunes a checkpoint; `python -m dllm_lite.evaluate` scores it.
+
+**Try it:**
+- Train the addition model with `train.objective=autoregressive` for the same three minutes and
+  score it with the evaluation command: which objective answers more sums?
+- Answer with `--strategy left_to_right` instead of `confidence` (`python -m dllm_lite.evaluate
+  ... --strategy left_to_right`): does the order in which the digits are written change the score?
 """)]
 
 
