@@ -71,7 +71,7 @@ def likelihood(net, rows, mask_id, schedule="linear", samples=16, batch_size=64,
     device = next(net.parameters()).device
     rows = rows.to(device)
     if net.cfg.causal:
-        per_row = torch.cat([ar_per_row(net, rows[i : i + batch_size], mask_id)
+        per_row = torch.cat([ar_loss(net, rows[i : i + batch_size], mask_id, per_row=True)
                              for i in range(0, len(rows), batch_size)])  # (n,)
         stderr = per_row.std().item() / math.sqrt(len(per_row)) if len(per_row) > 1 else float("inf")
         return {"loss": per_row.mean().item(), "stderr": stderr, "samples": len(rows), "rows": len(rows),
@@ -81,11 +81,6 @@ def likelihood(net, rows, mask_id, schedule="linear", samples=16, batch_size=64,
                              batch_size=batch_size, return_stderr=True, block_size=net.cfg.block_size)
     return {"nll_bound": mean, "stderr": stderr, "samples": samples * len(rows), "rows": len(rows),
             "tokens": rows.numel()}
-
-
-def ar_per_row(net, rows, mask_id) -> torch.Tensor:
-    """The AR loss (`loss.ar_loss`) of each row of rows (b, L) separately: (b,)."""
-    return torch.stack([ar_loss(net, row[None], mask_id) for row in rows])
 
 
 @torch.no_grad()

@@ -181,7 +181,7 @@ def _times(rows, seq_len, block_size, eps, generator, device):
     return block_times(rows, seq_len, block_size, eps, generator, device)
 
 
-def ar_loss(net, x, mask_id):
+def ar_loss(net, x, mask_id, per_row=False):
     r"""Next-token cross-entropy over all L tokens of each row of x (B, L), in nats per token.
 
     $\frac{1}{BL} \sum_{b,i} -\log p_\theta(x^{b,i} \mid \text{bos}, x^{b,<i})$: the network reads
@@ -190,9 +190,12 @@ def ar_loss(net, x, mask_id):
     covers. The beginning-of-sequence token is the mask id: a causal model never meets
     [MASK] otherwise, so that row of its embedding is free (MDLM's AR baseline prepends a
     BOS the same way). `sample.generate` starts a causal model from it too.
+    per_row=True returns each row's loss (B,) instead of their mean, from the same one pass.
     """
     bos = torch.full_like(x[:, :1], mask_id)  # (B, 1)
     logits = net(torch.cat([bos, x[:, :-1]], dim=1))  # (B, L, V)
+    if per_row:
+        return F.cross_entropy(logits.float().transpose(1, 2), x, reduction="none").mean(dim=1)  # (B,)
     return F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
 
 

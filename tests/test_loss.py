@@ -192,3 +192,12 @@ def test_only_at_is_found_through_compile_and_used():
 def test_exact_nelbo_refuses_long_sequences():
     with pytest.raises(ValueError, match="nll_bound"):
         loss.exact_nelbo(Uniform(5), torch.zeros(20, dtype=torch.long), 4)
+
+
+def test_ar_loss_per_row_is_each_rows_own_loss_from_one_pass():
+    net = tiny_net(vocab_size=7, seq_len=10, causal=True)
+    x = torch.randint(0, 6, (3, 10), generator=torch.Generator().manual_seed(0))
+    rows = loss.ar_loss(net, x, 6, per_row=True)
+    assert rows.shape == (3,)
+    assert torch.allclose(rows, torch.stack([loss.ar_loss(net, x[i : i + 1], 6) for i in range(3)]), atol=1e-6)
+    assert torch.allclose(rows.mean(), loss.ar_loss(net, x, 6), atol=1e-6)
