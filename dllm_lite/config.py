@@ -91,7 +91,9 @@ class DataSection:
     response_field: str = "response"
     tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
     val_fraction: float = 0.05  # share of the text carved out as validation when the dataset has no validation split
-    max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it)
+    max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it, unless val_tokens)
+    val_tokens: int | None = None  # cap on validation tokens (null: val_fraction of max_tokens): slice the training
+                                   #   text with max_tokens and keep the same validation set
     streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile)
     num_proc: int | None = None  # worker processes for tokenizing
     cache_dir: str = ".cache/dllm_lite"
@@ -367,6 +369,7 @@ def _validate(cfg: Config, source: str) -> None:
     _choice(d.tokenizer, available_tokenizers(), source, "data.tokenizer")
     _require(0 < d.val_fraction < 1, source, f"data.val_fraction must be in (0, 1), got {d.val_fraction}; e.g. 0.05")
     _require(d.max_tokens is None or d.max_tokens >= 1, source, f"data.max_tokens must be at least 1 or null, got {d.max_tokens}")
+    _require(d.val_tokens is None or d.val_tokens >= 1, source, f"data.val_tokens must be at least 1 or null, got {d.val_tokens}")
     _require(d.num_proc is None or d.num_proc >= 1, source, f"data.num_proc must be at least 1 or null, got {d.num_proc}")
     _require(d.text_field != "", source, "data.text_field is empty; name the column that holds the text, e.g. text")
     prompt_fields = [d.prompt_field] if isinstance(d.prompt_field, str) else list(d.prompt_field or [])

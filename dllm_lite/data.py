@@ -25,6 +25,8 @@ Characters stand in for tokens: the token share matches to within how much dense
 document tokenizes than another. The seeded order keeps validation from always being the
 last files of a glob. A stream is cut by tokens instead: its first
 ``val_fraction * max_tokens`` tokens are validation, training starting after them.
+`data.val_tokens` caps validation on its own: with max_tokens it slices the training text
+while validation stays the same tokens (how the data-constrained experiments compare slices).
 
 Packing. Each document is tokenized and followed by the end-of-text id (gpt2, char and
 byte all have one; only a tiktoken encoding without <|endoftext|> has none) and all of
@@ -410,7 +412,9 @@ def load_text(data_cfg, split: str):
 
 
 def _caps(data_cfg) -> tuple[int | None, int | None]:
-    """Token caps (train, validation): max_tokens and val_fraction of it (None: no cap)."""
+    """Token caps (train, validation): max_tokens, and val_tokens or else val_fraction of max_tokens (None: no cap)."""
+    if data_cfg.val_tokens is not None:
+        return data_cfg.max_tokens, data_cfg.val_tokens
     if data_cfg.max_tokens is None:
         return None, None
     return data_cfg.max_tokens, max(1, int(data_cfg.max_tokens * data_cfg.val_fraction))
@@ -537,7 +541,7 @@ def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, P
 
     That is the source and its files' sizes and modification times (local data) or its
     revision and resolved commit (hub data), the split, the tokenizer's state, the text
-    field, val_fraction, max_tokens, streaming, and CACHE_VERSION.
+    field, val_fraction, max_tokens, val_tokens, streaming, and CACHE_VERSION.
     """
     if src.kind == "folder":
         root = Path(src.path)
@@ -548,7 +552,7 @@ def _cache_paths(data_cfg, tokenizer, split: str, src: _Source) -> tuple[Path, P
     key = {"version": CACHE_VERSION, "kind": src.kind, "path": str(Path(src.path).resolve()) if src.kind == "folder"
            else src.path, "subset": src.subset, "files": stamps, "split": split, "tokenizer": tokenizer.state_dict(),
            "text_field": data_cfg.text_field, "val_fraction": data_cfg.val_fraction,
-           "max_tokens": data_cfg.max_tokens, "streaming": src.streaming, "revision": src.revision,
+           "max_tokens": data_cfg.max_tokens, "val_tokens": data_cfg.val_tokens, "streaming": src.streaming, "revision": src.revision,
            "commit": _hub_commit(src.path, src.revision) if src.kind == "hub" else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = Path(src.path).name if src.kind == "folder" else data_cfg.dataset
@@ -696,6 +700,7 @@ def describe(data_cfg) -> str:
         validation = f"its own split, else the last {fraction} of the text (documents in a seeded order)"
     parts = [where, "streamed" if src.streaming else None,
              f"first {data_cfg.max_tokens:,} training tokens" if data_cfg.max_tokens else None,
+             f"first {data_cfg.val_tokens:,} validation tokens" if data_cfg.val_tokens else None,
              f"tokenizer {data_cfg.tokenizer}", f"validation: {validation}"]
     return ", ".join(part for part in parts if part)
 

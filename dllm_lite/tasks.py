@@ -22,7 +22,12 @@ a CPU in minutes.
   "A's mentor is B". Training asks ``"Who is A's mentor?"`` -> ``"B"`` for every pair and, for
   a share `both_ways` of them, also ``"Who is B's mentee?"`` -> ``"A"``. The pairs told one
   way only are tested forward (the training text itself: memorisation) and in reverse (never
-  seen: can the model invert a fact it learned one way?).
+  seen: can the model invert a fact it learned one way?). With ``form="statement"`` the facts
+  are sentences instead, trained whole (an empty prompt): ``"A's mentor is B."`` and, both
+  ways, ``"B's mentee is A."``; the tests give the sentence up to the name, ``"A's mentor is "``
+  -> ``"B."`` and ``"B's mentee is "`` -> ``"A."``. A diffusion model trained on whole sentences
+  also learns to fill the left name from the right one ("?'s mentor is B."), which question
+  and answer training never asks of it (the prompt is never masked).
 
 Generation time, measured on one core of a 2-core AMD EPYC virtual machine (Python 3.11), seeds
 0-2: sudoku 10,000 4x4 in 3.0-3.1 s, 1,000 6x6 in 1.5-1.6 s, 100 9x9 in 3.3-4.4 s; 20,000
@@ -53,7 +58,9 @@ TASKS = ("addition", "sudoku", "facts")
 ALPHABET = string.digits + string.ascii_lowercase + string.ascii_uppercase + " +=.'?|"
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # size -> (rows, columns) of a box
 FORWARD, REVERSE = "Who is {}'s mentor?", "Who is {}'s mentee?"
-_OPTIONS = {"addition": ("digits",), "sudoku": ("size", "blanks"), "facts": ("both_ways",)}
+STATED_FORWARD, STATED_REVERSE = "{}'s mentor is ", "{}'s mentee is "  # form="statement": the sentence up to the name
+FORMS = ("question", "statement")
+_OPTIONS = {"addition": ("digits",), "sudoku": ("size", "blanks"), "facts": ("both_ways", "form")}
 
 
 def _check_count(n, what: str = "n") -> None:
@@ -243,12 +250,16 @@ def _names(count: int, rng: random.Random) -> list[str]:
     raise ValueError(f"could not invent {count} distinct names; ask for fewer people")
 
 
-def facts(n_people: int, seed: int = 0, both_ways: float = 0.5) -> dict[str, list[dict]]:
+def facts(n_people: int, seed: int = 0, both_ways: float = 0.5, form: str = "question") -> dict[str, list[dict]]:
     """Invented mentor facts in splits "train", "test_forward" and "test_reverse"; see the module docstring.
 
     n_people (even) people form n_people / 2 pairs "A's mentor is B"; round(both_ways * pairs)
     of them are also trained in reverse, the others are the tests (at least one must be).
+    form: "question" (``"Who is A's mentor?"`` -> ``"B"``) or "statement" (trained as whole
+    sentences ``"A's mentor is B."``; tested as ``"A's mentor is "`` -> ``"B."``).
     """
+    if form not in FORMS:
+        raise ValueError(f"form={form!r} is not one of {', '.join(FORMS)}")
     _check_count(n_people, "n_people")
     if n_people % 2:
         raise ValueError(f"n_people={n_people} must be even: each person is in exactly one pair")
@@ -261,9 +272,14 @@ def facts(n_people: int, seed: int = 0, both_ways: float = 0.5) -> dict[str, lis
     if n_both == len(pairs):
         raise ValueError(f"both_ways={both_ways} tells all {len(pairs)} pairs both ways, leaving none to test; "
                          f"lower both_ways or add people")
-    forward = [{"prompt": FORWARD.format(a), "response": b} for a, b in pairs]
-    reverse = [{"prompt": REVERSE.format(b), "response": a} for a, b in pairs]
-    train = forward + reverse[:n_both]
+    if form == "question":
+        forward = [{"prompt": FORWARD.format(a), "response": b} for a, b in pairs]
+        reverse = [{"prompt": REVERSE.format(b), "response": a} for a, b in pairs]
+        train = forward + reverse[:n_both]
+    else:
+        forward = [{"prompt": STATED_FORWARD.format(a), "response": f"{b}."} for a, b in pairs]
+        reverse = [{"prompt": STATED_REVERSE.format(b), "response": f"{a}."} for a, b in pairs]
+        train = [{"prompt": "", "response": r["prompt"] + r["response"]} for r in forward + reverse[:n_both]]
     rng.shuffle(train)
     return {"train": train, "test_forward": forward[n_both:], "test_reverse": reverse[n_both:]}
 
@@ -291,7 +307,7 @@ def write_task(name: str, out_dir, n_train: int, n_test: int, seed: int = 0, **o
     addition and sudoku: ``train.jsonl`` (n_train records) and ``test.jsonl`` (n_test), all
     prompts distinct, so no test prompt is in train. facts: n_train is the number of people and
     n_test is ignored; ``train.jsonl``, ``test_forward.jsonl``, ``test_reverse.jsonl``. Options:
-    addition digits; sudoku size, blanks; facts both_ways.
+    addition digits; sudoku size, blanks; facts both_ways, form.
     """
     _check_task(name)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
@@ -340,8 +356,9 @@ def main(argv=None) -> int:
     parser.add_argument("--blanks", type=int, help="sudoku: at most this many empty cells (default: as many as "
                         "uniqueness allows)")
     parser.add_argument("--both-ways", type=float, help="facts: share of pairs also trained in reverse (default 0.5)")
+    parser.add_argument("--form", choices=FORMS, help="facts: questions and answers (default) or whole sentences")
     args = parser.parse_args(argv)
-    options = {key: getattr(args, key) for key in ("digits", "size", "blanks", "both_ways")
+    options = {key: getattr(args, key) for key in ("digits", "size", "blanks", "both_ways", "form")
                if getattr(args, key) is not None}
     try:
         paths = write_task(args.task, args.out, args.train, args.test, seed=args.seed, **options)

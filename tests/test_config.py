@@ -98,6 +98,7 @@ BAD = [
     ({"data": {"data_files": "notes/*.txt"}}, "data.data_files is set but data.dataset='tiny_shakespeare'",
      "set data.dataset to text, json or parquet"),
     ({"sample": {"steps": 0}}, "sample.steps must be at least 1", "got 0"),
+    ({"data": {"val_tokens": 0}}, "data.val_tokens must be at least 1 or null", "got 0"),
     ({"sample": {"length": 512}}, "sample.length (512) exceeds model.seq_len (256)", "lower sample.length"),
     ({"sample": {"strategy": "greedy"}}, "sample.strategy='greedy'", "choices: ancestral, confidence, threshold"),
     ({"sample": {"strategy": "threshold"}}, "sample.strategy=threshold needs sample.threshold", "threshold: 0.9"),

@@ -91,6 +91,19 @@ def test_changed_settings_or_files_give_a_new_cache_entry(tmp_path, gpt2):
     assert byte.decode(changed) == new_text[:len(changed) - 1] + "<|endoftext|>"
 
 
+def test_val_tokens_slices_training_and_keeps_the_same_validation(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("".join(chr(97 + i % 26) for i in range(2000)))
+    byte = tokenize.get_tokenizer("byte")
+    whole = data.load_tokens(section(tmp_path, dataset="text", data_files=str(doc), tokenizer="byte"), byte, "validation")
+    for max_tokens in (50, 500):
+        cfg = section(tmp_path, dataset="text", data_files=str(doc), tokenizer="byte", max_tokens=max_tokens, val_tokens=80)
+        assert len(data.load_tokens(cfg, byte, "train")) == max_tokens
+        validation = data.load_tokens(cfg, byte, "validation")
+        assert len(validation) == 80 and np.array_equal(validation, whole[:80])
+    assert "first 80 validation tokens" in data.describe(cfg)
+
+
 def test_local_text_glob_and_list_each_file_is_one_document(tmp_path, gpt2):
     folder = tmp_path / "texts"
     folder.mkdir()

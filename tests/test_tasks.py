@@ -128,6 +128,21 @@ def test_facts_splits_never_leak_and_counts_follow_both_ways():
         tasks.check_answer("facts", "Who is Tavo's mentor?", "Mirel")
 
 
+def test_facts_as_statements_train_whole_sentences_and_test_the_name_after_them():
+    questions = tasks.facts(40, seed=3, both_ways=0.25)
+    splits = tasks.facts(40, seed=3, both_ways=0.25, form="statement")
+    assert len(splits["train"]) == len(questions["train"]) == 20 + 5
+    assert all(r["prompt"] == "" and r["response"].endswith(".") for r in splits["train"])
+    sentences = {r["response"] for r in splits["train"]}
+    for forward, reverse in zip(splits["test_forward"], splits["test_reverse"]):
+        assert forward["prompt"].endswith("'s mentor is ") and reverse["prompt"].endswith("'s mentee is ")
+        assert forward["prompt"] + forward["response"] in sentences  # learned as said
+        assert reverse["prompt"] + reverse["response"] not in sentences  # never said this way
+        assert forward["prompt"] == f"{reverse['response'][:-1]}'s mentor is "
+    with pytest.raises(ValueError, match="form='prose' is not one of question, statement"):
+        tasks.facts(40, form="prose")
+
+
 def test_facts_names_are_distinct_words_none_a_prefix_of_another():
     splits = tasks.facts(2000, seed=8, both_ways=0.0)
     names = [r["prompt"][len("Who is "):-len("'s mentor?")] for r in splits["test_forward"]]
