@@ -25,8 +25,7 @@ import torch
 
 from dllm_lite.checkpoint import load_checkpoint
 from dllm_lite.config import load_config
-from dllm_lite.evaluate import exact_match
-from dllm_lite.loss import ar_sft_loss, nll_bound
+from dllm_lite.evaluate import exact_match, text_nats
 from dllm_lite.pairs import read_pairs
 from dllm_lite.sample import generate
 from dllm_lite.tasks import write_task
@@ -120,24 +119,6 @@ def ordered(args, task: str, size: dict, seq_len: int) -> None:
 
 # ---- 3: the reversal test -----------------------------------------------------------------------
 
-@torch.no_grad()
-def total_nats(net, tokenizer, sentences: list[str], seed: int, samples: int) -> list[float]:
-    """-log p of each whole sentence (+ eot) as a row: AR exactly, diffusion its bound, with the
-    same noise (seed) for every sentence, so that the differences between candidates are not noise."""
-    scores = []
-    for text in sentences:
-        ids = tokenizer.encode(text) + [tokenizer.eot_id]
-        row = torch.tensor([ids + [tokenizer.eot_id] * (net.cfg.seq_len - len(ids))])  # (1, L)
-        zero, n = torch.tensor([0]), torch.tensor([len(ids)])
-        if net.cfg.causal:
-            scores.append(ar_sft_loss(net, row, zero, n, tokenizer.mask_id).item() * len(ids))
-        else:
-            generator = torch.Generator().manual_seed(seed)
-            scores.append(nll_bound(net, row, "linear", tokenizer.mask_id, n_samples=samples, generator=generator,
-                                    prompt_len=zero, answer_len=n) * len(ids))
-    return scores
-
-
 def rank_accuracy(net, tokenizer, facts: list[dict], people: list[str], template: str, field: str,
                   candidates: int, samples: int) -> float:
     """Share of facts whose true name scores best among `candidates` names put into `template`."""
@@ -145,8 +126,8 @@ def rank_accuracy(net, tokenizer, facts: list[dict], people: list[str], template
     for index, fact in enumerate(facts):
         truth = fact[field]
         names = [truth] + rng.sample([p for p in people if p != truth], candidates - 1)
-        scores = total_nats(net, tokenizer, [template.format(**{**fact, field: name}) for name in names],
-                            seed=index, samples=samples)
+        scores = text_nats(net, tokenizer, [template.format(**{**fact, field: name}) for name in names],
+                           samples=samples, seed=index)  # the same noise for every candidate of a fact
         hits += min(range(len(names)), key=scores.__getitem__) == 0
     return hits / len(facts)
 

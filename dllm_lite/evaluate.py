@@ -40,7 +40,7 @@ from .pairs import load_pairs, read_pairs
 from .sample import STRATEGIES, answer
 from .train import resolve_device
 
-__all__ = ["text_rows", "rows_of", "likelihood", "pair_likelihood", "exact_match", "main"]
+__all__ = ["text_rows", "rows_of", "likelihood", "pair_likelihood", "text_nats", "exact_match", "main"]
 
 
 def text_rows(text: str, tokenizer, seq_len: int, offset: int = 0) -> torch.Tensor:
@@ -98,6 +98,36 @@ def pair_likelihood(net, pairs, mask_id, schedule="linear", samples=16, batch_si
     mean, stderr = nll_bound(net, ids, schedule, mask_id, n_samples=samples, generator=generator,
                              batch_size=batch_size, return_stderr=True, prompt_len=prompt_len, answer_len=answer_len)
     return {"nll_bound": mean, "stderr": stderr, "samples": samples * len(ids), "rows": len(ids), "tokens": tokens}
+
+
+@torch.no_grad()
+def text_nats(net, tokenizer, texts, samples=16, seed=0) -> list[float]:
+    """-log p(text, eot) in nats for each text, as one row of a model trained on pairs with an empty prompt.
+
+    Each text is followed by end-of-text and padded with end-of-text to the model's length, the
+    row `pairs.pack_pairs` makes of ("", text). AR: the exact negative log-likelihood of the
+    text and its eot (the padding is never scored). Diffusion: its bound (`loss.nll_bound`,
+    `samples` noise draws; the padding is part of the region it bounds), with the same noise
+    (`seed`) for every text, so that two texts of one length differ only through the model:
+    that is what ranking candidate texts by likelihood needs.
+    """
+    device = next(net.parameters()).device
+    scores = []
+    for index, text in enumerate(texts):
+        ids = tokenizer.encode(text) + [tokenizer.eot_id]
+        if len(ids) > net.cfg.seq_len:
+            raise ValueError(f"text {index} is {len(ids)} tokens with its eot and the model's rows hold "
+                             f"{net.cfg.seq_len}; shorten it")
+        row = torch.tensor([ids + [tokenizer.eot_id] * (net.cfg.seq_len - len(ids))], device=device)  # (1, L)
+        prompt_len, answer_len = torch.zeros(1, dtype=torch.long, device=device), torch.tensor([len(ids)], device=device)
+        if net.cfg.causal:
+            per_token = ar_sft_loss(net, row, prompt_len, answer_len, tokenizer.mask_id).item()
+        else:
+            generator = torch.Generator(device=device).manual_seed(seed)
+            per_token = nll_bound(net, row, "linear", tokenizer.mask_id, n_samples=samples, generator=generator,
+                                  prompt_len=prompt_len, answer_len=answer_len)
+        scores.append(per_token * len(ids))
+    return scores
 
 
 def exact_match(net, tokenizer, prompts, responses, **options) -> tuple[float, list[dict]]:

@@ -364,3 +364,29 @@ def test_evaluate_names_the_bad_line(sft_runs, tmp_path, capsys):
     assert_one_line_error(2, capsys.readouterr().err, "line 1", "no room for an answer")
     assert evaluate.main(["--checkpoint", ckpt, "--text", str(tmp_path / "none.txt")]) == 2
     assert_one_line_error(2, capsys.readouterr().err, "no text file")
+
+
+def test_text_nats_is_the_exact_nll_for_ar_and_the_bound_for_diffusion():
+    tok = get_tokenizer("char", chars=["a", "b"])
+    texts = ["ab", "bba", "a"]
+    ar = tiny_net(vocab_size=tok.vocab_size, seq_len=6, causal=True, seed=1)
+    for text, nats in zip(texts, evaluate.text_nats(ar, tok, texts)):
+        ids = torch.tensor(tok.encode(text) + [tok.eot_id])  # the padding after the eot is not scored
+        with torch.no_grad():
+            logp = ar(torch.cat([torch.tensor([tok.mask_id]), ids[:-1]])[None]).log_softmax(-1)[0]  # (n, V)
+        assert nats == pytest.approx(-logp[torch.arange(len(ids)), ids].sum().item(), rel=1e-5)
+    net = tiny_net(vocab_size=tok.vocab_size, seq_len=6, seed=2)
+    row = torch.tensor(tok.encode("ab") + [tok.eot_id] * 4)  # the whole padded row is bounded
+    exact = loss.exact_nelbo(net, row, tok.mask_id) * 6
+    assert evaluate.text_nats(net, tok, ["ab"], samples=4000)[0] == pytest.approx(exact, rel=0.03)
+
+
+def test_text_nats_gives_every_text_the_same_noise_and_refuses_a_text_too_long():
+    tok = get_tokenizer("char", chars=["a", "b"])
+    net = tiny_net(vocab_size=tok.vocab_size, seq_len=6, seed=3)
+    together = evaluate.text_nats(net, tok, ["ab", "ba", "ab"], samples=3, seed=7)
+    assert together[0] == together[2]  # the same text, the same draws: ranking sees only the model
+    assert together == [evaluate.text_nats(net, tok, [t], samples=3, seed=7)[0] for t in ["ab", "ba", "ab"]]
+    assert evaluate.text_nats(net, tok, ["ab"], samples=3, seed=8) != together[:1]
+    with pytest.raises(ValueError, match="text 1 is 8 tokens with its eot.*shorten it"):
+        evaluate.text_nats(net, tok, ["a", "abababa"])
