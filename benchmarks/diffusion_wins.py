@@ -63,6 +63,7 @@ def score(checkpoint: Path, pairs_file: Path, **options) -> dict:
     prompts, responses, _ = read_pairs(pairs_file)
     if net.cfg.causal:
         options.pop("strategy", None)
+    options["generator"] = torch.Generator().manual_seed(0)  # a random order is drawn the same way each time
     accuracy, records = exact_match(net, tokenizer, prompts, responses, **options)
     return {"exact_match": accuracy, "n": len(records), "examples": records[:5]}
 
@@ -161,8 +162,10 @@ def reversal(args) -> None:
         checkpoint = Path(runs[objective]["folder"]) / "latest.pt"
         net, tokenizer, _, _ = load_checkpoint(checkpoint)
         row = {side: score(checkpoint, paths[f"test_{side}"])["exact_match"] for side in ("forward", "reverse")}
-        row["rank_forward"] = rank_accuracy(net, tokenizer, facts, people, "{mentee}'s mentor is {mentor}.",
-                                            "mentor", args.candidates, args.samples)
+        row["rank_right"] = rank_accuracy(net, tokenizer, facts, people, "{mentee}'s mentor is {mentor}.",
+                                          "mentor", args.candidates, args.samples)
+        row["rank_left"] = rank_accuracy(net, tokenizer, facts, people, "{mentee}'s mentor is {mentor}.",
+                                         "mentee", args.candidates, args.samples)
         row["rank_reverse"] = rank_accuracy(net, tokenizer, facts, people, "{mentor}'s mentee is {mentee}.",
                                             "mentee", args.candidates, args.samples)
         if not net.cfg.causal:
@@ -211,7 +214,7 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", type=int, default=50, help="reversal: names ranked per fact")
     parser.add_argument("--samples", type=int, default=16, help="reversal: noise draws per diffusion score")
     args = parser.parse_args(argv)
-    defaults = {"addition": 10, "sudoku": 8, "reversal": 6, "data": 4}
+    defaults = {"addition": 10, "sudoku": 8, "reversal": 10, "data": 4}
     args.minutes = args.minutes or defaults[args.experiment]
     if args.experiment == "addition":
         ordered(args, "addition", {}, 16)
