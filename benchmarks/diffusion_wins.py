@@ -13,7 +13,8 @@ clock, so anything else running steals their steps.
 
 A run whose folder already holds latest.pt is not trained again (delete the folder, or pass
 --retrain); the task files are rewritten each time (they are seeded, so they come out the same).
---minutes shortens every run, --runs moves the run folders (default runs/diffusion_wins).
+--minutes shortens every run, --runs moves the run folders (default runs/diffusion_wins), --out
+the results (default benchmarks/diffusion_wins).
 """
 import argparse
 import json
@@ -68,9 +69,10 @@ def score(checkpoint: Path, pairs_file: Path, **options) -> dict:
     return {"exact_match": accuracy, "n": len(records), "examples": records[:5]}
 
 
-def write(name: str, result: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
+def write(args, name: str, result: dict) -> None:
+    """Write result as args.out/<name>.json."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{name}.json"
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path}")
 
@@ -115,7 +117,7 @@ def ordered(args, task: str, size: dict, seq_len: int) -> None:
                             for s in ("confidence", "left_to_right", "random")}}
     if task == "addition":
         result["reveal_step"] = reveal_order(diffusion, data / "test.jsonl")
-    write(task, result)
+    write(args, task, result)
 
 
 # ---- 3: the reversal test -----------------------------------------------------------------------
@@ -172,7 +174,7 @@ def reversal(args) -> None:
             row["left_infill"] = left_infill(net, tokenizer, facts)
         result[objective] = row
         print(objective, row)
-    write("reversal", result)
+    write(args, "reversal", result)
 
 
 # ---- 4: the data-constrained regime -------------------------------------------------------------
@@ -201,7 +203,7 @@ def data_constrained(args) -> None:
             regularised = min(ar, key=lambda name: runs[name]["best"]["value"])
             result["regularisation"] = regularised
         result["sizes"][str(size)] = runs
-        write("data", result)
+        write(args, "data", result)
 
 
 def main(argv=None) -> int:
@@ -209,6 +211,7 @@ def main(argv=None) -> int:
     parser.add_argument("experiment", choices=["addition", "sudoku", "reversal", "data"])
     parser.add_argument("--minutes", type=float, default=None, help="each run's train.max_minutes")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "diffusion_wins")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the <experiment>.json files go")
     parser.add_argument("--retrain", action="store_true", help="train again even where latest.pt exists")
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 25_000, 100_000, 1_000_000])
     parser.add_argument("--candidates", type=int, default=50, help="reversal: names ranked per fact")
