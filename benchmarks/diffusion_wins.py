@@ -58,9 +58,8 @@ def run(folder: Path, config: Path, overrides: list[str], minutes: float, retrai
             "last": curve[-1] if curve else None}
 
 
-def score(checkpoint: Path, pairs_file: Path, **options) -> dict:
-    """Exact match of a checkpoint's greedy answers to the pairs of a JSON-lines file."""
-    net, tokenizer, _, _ = load_checkpoint(checkpoint)
+def score(net, tokenizer, pairs_file: Path, **options) -> dict:
+    """Exact match of a model's greedy answers to the pairs of a JSON-lines file."""
     prompts, responses, _ = read_pairs(pairs_file)
     if net.cfg.causal:
         options.pop("strategy", None)
@@ -90,10 +89,9 @@ def sft_pair(args, task: str, data: Path, seq_len: int, extra: list[str] = ()) -
 # ---- 1 and 2: answer order (addition) and the easiest cell first (Sudoku) -------------------------
 
 @torch.no_grad()
-def reveal_order(checkpoint: Path, pairs_file: Path, n: int = 200) -> list[float]:
+def reveal_order(net, tokenizer, pairs_file: Path, n: int = 200) -> list[float]:
     """For a diffusion model decoding by confidence, the mean step at which each answer position is
     revealed (0: first), over up to n prompts whose answers are the longest."""
-    net, tokenizer, _, _ = load_checkpoint(checkpoint)
     prompts, responses, _ = read_pairs(pairs_file)
     width = max(len(r) for r in responses)  # addition: the sums with the most digits (a carry out of the top)
     prompts = [p for p, r in zip(prompts, responses) if len(r) == width][:n]
@@ -110,13 +108,13 @@ def ordered(args, task: str, size: dict, seq_len: int) -> None:
     data = args.runs / "data" / task
     write_task(task, data, 20000, 500, **size)
     runs = sft_pair(args, task, data, seq_len)
-    diffusion = Path(runs["diffusion"]["folder"]) / "latest.pt"
+    diffusion, ar = (load_checkpoint(Path(runs[o]["folder"]) / "latest.pt")[:2] for o in OBJECTIVES)  # (net, tokenizer)
     result = {"task": task, "options": size, "minutes": args.minutes, "runs": runs,
-              "autoregressive": score(Path(runs["autoregressive"]["folder"]) / "latest.pt", data / "test.jsonl"),
-              "diffusion": {s: score(diffusion, data / "test.jsonl", strategy=s)
+              "autoregressive": score(*ar, data / "test.jsonl"),
+              "diffusion": {s: score(*diffusion, data / "test.jsonl", strategy=s)
                             for s in ("confidence", "left_to_right", "random")}}
     if task == "addition":
-        result["reveal_step"] = reveal_order(diffusion, data / "test.jsonl")
+        result["reveal_step"] = reveal_order(*diffusion, data / "test.jsonl")
     write(args, task, result)
 
 
@@ -161,9 +159,8 @@ def reversal(args) -> None:
     people = sorted({f["mentee"] for f in facts} | {f["mentor"] for f in facts})
     result = {"minutes": args.minutes, "runs": runs, "n_facts": len(facts), "candidates": args.candidates}
     for objective in OBJECTIVES:
-        checkpoint = Path(runs[objective]["folder"]) / "latest.pt"
-        net, tokenizer, _, _ = load_checkpoint(checkpoint)
-        row = {side: score(checkpoint, paths[f"test_{side}"])["exact_match"] for side in ("forward", "reverse")}
+        net, tokenizer, _, _ = load_checkpoint(Path(runs[objective]["folder"]) / "latest.pt")
+        row = {side: score(net, tokenizer, paths[f"test_{side}"])["exact_match"] for side in ("forward", "reverse")}
         row["rank_right"] = rank_accuracy(net, tokenizer, facts, people, "{mentee}'s mentor is {mentor}.",
                                           "mentor", args.candidates, args.samples)
         row["rank_left"] = rank_accuracy(net, tokenizer, facts, people, "{mentee}'s mentor is {mentor}.",

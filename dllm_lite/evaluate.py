@@ -36,7 +36,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .data import DataError, load_tokens
 from .loss import ar_loss, ar_sft_loss, nll_bound
-from .pairs import load_pairs, read_pairs
+from .pairs import load_pairs, pack_pairs, read_pairs
 from .sample import STRATEGIES, answer
 from .train import resolve_device
 
@@ -111,22 +111,25 @@ def text_nats(net, tokenizer, texts, samples=16, seed=0) -> list[float]:
     (`seed`) for every text, so that two texts of one length differ only through the model:
     that is what ranking candidate texts by likelihood needs.
     """
+    texts = list(texts)
+    packed = pack_pairs(tokenizer, [""] * len(texts), texts, net.cfg.seq_len)
+    if packed.skipped:
+        lengths = [len(ids) + 1 for ids in tokenizer.encode_batch(texts)]  # with the eot
+        index = next(i for i, n in enumerate(lengths) if n > net.cfg.seq_len)
+        raise ValueError(f"text {index} is {lengths[index]} tokens with its eot and the model's rows hold {net.cfg.seq_len}; "
+                         f"shorten it")
     device = next(net.parameters()).device
+    ids, prompt_len, answer_len = packed.ids.to(device), packed.prompt_len.to(device), packed.answer_len.to(device)
     scores = []
-    for index, text in enumerate(texts):
-        ids = tokenizer.encode(text) + [tokenizer.eot_id]
-        if len(ids) > net.cfg.seq_len:
-            raise ValueError(f"text {index} is {len(ids)} tokens with its eot and the model's rows hold "
-                             f"{net.cfg.seq_len}; shorten it")
-        row = torch.tensor([ids + [tokenizer.eot_id] * (net.cfg.seq_len - len(ids))], device=device)  # (1, L)
-        prompt_len, answer_len = torch.zeros(1, dtype=torch.long, device=device), torch.tensor([len(ids)], device=device)
+    for i in range(len(texts)):
+        row = ids[i : i + 1], prompt_len[i : i + 1], answer_len[i : i + 1]  # (1, L), (1,), (1,)
         if net.cfg.causal:
-            per_token = ar_sft_loss(net, row, prompt_len, answer_len, tokenizer.mask_id).item()
+            per_token = ar_sft_loss(net, *row, tokenizer.mask_id).item()
         else:
             generator = torch.Generator(device=device).manual_seed(seed)
-            per_token = nll_bound(net, row, "linear", tokenizer.mask_id, n_samples=samples, generator=generator,
-                                  prompt_len=prompt_len, answer_len=answer_len)
-        scores.append(per_token * len(ids))
+            per_token = nll_bound(net, row[0], "linear", tokenizer.mask_id, n_samples=samples, generator=generator,
+                                  prompt_len=row[1], answer_len=row[2])
+        scores.append(per_token * int(answer_len[i]))
     return scores
 
 
