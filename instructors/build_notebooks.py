@@ -5,7 +5,8 @@
 
 Each notebook is: what you will learn, the math, a look at the inputs, the function to
 write (a stub with `# TODO` that raises NotImplementedError), a cell that calls its
-checker from `dllm_lite.exercises`, and a hint. The notebooks are stored *with* the
+checker from `dllm_lite.exercises`, and three collapsed hints to open one at a time (see
+`hint`). The notebooks are stored *with* the
 stub's outputs, so `pytest --nbval-lax --nbval-current-env exercises` checks that a
 fresh notebook runs and that its checker answers "not implemented yet" (the checker
 cells are marked NBVAL_CHECK_OUTPUT). Run this with the project's environment active:
@@ -16,7 +17,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
@@ -24,10 +24,26 @@ AFTER = ("## When it passes\n\nCompare your function with the library's version,
          "The checker recognises these classic mistakes: {mistakes}.")
 
 
-def hint(*points):
-    """A collapsed hint cell: the student opens it only when stuck."""
-    items = "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1))
-    return f"<details>\n<summary><b>Hint</b> (click to open)</summary>\n\n{items}\n\n</details>"
+HINT_TIERS = (("Hint 1: the idea", "no code"),
+              ("Hint 2: the API", "functions and shapes"),
+              ("Hint 3: the code", "the key lines"))
+
+
+def hint(*, idea, api, code):
+    """The hint cell: three collapsed <details> blocks, for the student to open one at a time.
+
+    `idea` is the concept in words and math, with no code; `api` names the torch and dllm_lite
+    functions and the shapes to watch, without putting the solution together; `code` is the key
+    lines of Python, shown as a code block. `idea` and `api` are a string or a list of points.
+    """
+    def points(text):
+        return text if isinstance(text, str) else "\n".join(f"- {point}" for point in text)
+
+    bodies = (points(idea), points(api), f"```python\n{code.strip()}\n```")
+    blocks = [f"<details>\n<summary><b>{title}</b> ({what})</summary>\n\n{body}\n\n</details>"
+              for (title, what), body in zip(HINT_TIERS, bodies)]
+    return ("**Stuck?** Three hints, from a nudge to the code. Open them one at a time, and try "
+            "again after each.\n\n" + "\n\n".join(blocks))
 
 
 NOTEBOOKS = {
@@ -67,9 +83,24 @@ Write `corrupt(x0, t, mask_id, alpha)`:
     # TODO: xt = mask_id where masked, x0 elsewhere, without writing into x0
     raise NotImplementedError''',
         check="exercises.check_corrupt(corrupt)",
-        hint=hint("`p = 1 - alpha(t.reshape(-1, 1))` has shape (B, 1): one probability per row.",
-                  "`is_masked = torch.rand(x0.shape) < p` draws one coin per token.",
-                  "`torch.where(is_masked, mask_id, x0)` builds `xt` as a new tensor."),
+        hint=hint(
+            idea=["Every token gets its own coin flip, independent of all the others: it becomes $m$ with "
+                  "probability $1 - \\alpha(t_b)$, where $t_b$ is the time of *its* row.",
+                  "A coin with probability $p$: draw $u \\sim U(0, 1)$ and call it heads when $u < p$.",
+                  "The result is a new sequence, $m$ where the coin said so and $x_0$ elsewhere; $x_0$ itself "
+                  "stays clean, because the loss needs it as the targets."],
+            api=["`alpha(t)` takes a tensor and returns one of the same shape. `t` is (B,) but `x0` is (B, T): "
+                 "reshape to (B, 1) with `t.reshape(-1, 1)` (or `t[:, None]`) so that it broadcasts along T.",
+                 "`torch.rand(shape)` gives one uniform number per entry; comparing a (B, T) tensor with a "
+                 "(B, 1) one using `<` gives a (B, T) **bool** tensor.",
+                 "`torch.where(condition, a, b)` returns a new tensor, `a` where the condition holds and `b` "
+                 "elsewhere; `a` may be a plain int. Assigning into `x0[...]` would change the caller's tensor."],
+            code="""
+p_mask = 1 - alpha(t.reshape(-1, 1))       # (B, 1): one masking probability per row
+is_masked = torch.rand(x0.shape) < p_mask  # (B, T) bool: one coin per token
+xt = torch.where(is_masked, mask_id, x0)   # a new tensor; x0 is left as it was
+return xt, is_masked
+"""),
         after=AFTER.format(where="`corrupt` in `dllm_lite/corrupt.py`",
                            mistakes="masking with probability $\\alpha(t)$ instead of $1 - \\alpha(t)$, masking "
                                     "nothing or everything, one $t$ for the whole batch, always masking the first "
@@ -106,8 +137,18 @@ tensor out) and `t` a tensor of times; return $w(t)$, a tensor of the same shape
     # TODO: compute w(t) from alpha(t) and alpha_prime(t)
     raise NotImplementedError''',
         check="exercises.check_elbo_weight(elbo_weight)",
-        hint=hint("The denominator is the share of tokens masked at time $t$: $1 - \\alpha(t)$.",
-                  "Mind the sign: `alpha_prime(t)` is negative, the weight is positive."),
+        hint=hint(
+            idea=["$w(t) = -\\alpha'(t) / (1 - \\alpha(t))$: how fast tokens are being unmasked as time runs "
+                  "backwards, $-\\alpha'(t)$, per token that is still masked, $1 - \\alpha(t)$.",
+                  "$\\alpha$ decreases, so $\\alpha'(t) \\le 0$: the minus sign makes the weight positive.",
+                  "Sanity check: for $\\alpha(t) = 1 - t$ you should get $1/t$."],
+            api=["Call the two functions on the whole tensor: `alpha(t)` and `alpha_prime(t)` both return "
+                 "tensors of the shape of `t`.",
+                 "`-`, `/` and `1 - ...` work elementwise on tensors: no loop and no `.item()` needed.",
+                 "Do not hard-code $1/t$: the checker also tries the cosine, quadratic and a cubic schedule."],
+            code="""
+return -alpha_prime(t) / (1 - alpha(t))  # minus sign: alpha_prime(t) <= 0
+"""),
         after=AFTER.format(where="`Schedule.weight` in `dllm_lite/corrupt.py`",
                            mistakes="$w = 1$ (the unweighted loss), a flipped sign, and dividing by $\\alpha(t)$; "
                                     "a cubic schedule makes sure the answer is not hard-coded as $1/t$"),
@@ -146,10 +187,27 @@ logit at `xt` (so that all its probability is on `xt`).""",
     # TODO: choose between the two per position, depending on whether xt is the mask
     raise NotImplementedError''',
         check="exercises.check_subs(subs_logits)",
-        hint=hint("`out = logits.clone(); out[..., mask_id] = float(\"-inf\")` sets the mask *column*.",
-                  "`torch.full_like(logits, float(\"-inf\")).scatter(-1, xt.unsqueeze(-1), 0.0)` is a one-hot "
-                  "in logit form.",
-                  "`torch.where((xt == mask_id).unsqueeze(-1), out, copy)` picks per position."),
+        hint=hint(
+            idea=["Build two candidate sets of logits for every position, then choose between them position by "
+                  "position.",
+                  "Masked position ($x_t^i = m$): the network's logits, except that the mask token's logit becomes "
+                  "$-\\infty$, so its probability is exactly 0; the real tokens' logits stay as they are.",
+                  "Revealed position: a one-hot in logit form, one finite logit at $x_t^i$ and $-\\infty$ at every "
+                  "other token, so the softmax puts all its mass on $x_t^i$.",
+                  "Never make *every* logit of a position $-\\infty$: the softmax of that is NaN."],
+            api=["Work on a copy, `out = logits.clone()`, and index the last dimension to reach a column: "
+                 "`out[..., j]` is token `j`'s logit at every position, shape (B, T).",
+                 "`torch.full_like(logits, float(\"-inf\"))` is an all-$-\\infty$ (B, T, V) tensor; "
+                 "`tensor.scatter(dim, index, value)` writes `value` at the positions `index` names along `dim`. "
+                 "`index` needs as many dimensions as `tensor`: `xt.unsqueeze(-1)` is (B, T, 1).",
+                 "`torch.where(condition, a, b)` broadcasts: a (B, T, 1) condition such as "
+                 "`(xt == mask_id).unsqueeze(-1)` picks whole positions of two (B, T, V) tensors."],
+            code="""
+never_mask = logits.clone()
+never_mask[..., mask_id] = float("-inf")  # the mask *column*, at every position
+copy = torch.full_like(logits, float("-inf")).scatter(-1, xt.unsqueeze(-1), 0.0)  # one finite logit: xt's
+return torch.where((xt == mask_id).unsqueeze(-1), never_mask, copy)
+"""),
         after=AFTER.format(where="the `logit_bias` of `Transformer` in `dllm_lite/model.py` (the first rule; "
                                  "the loss applies the second by scoring masked positions only)",
                            mistakes="leaving the mask logit finite (or 0), `-inf` on a whole position (NaN "
@@ -190,10 +248,23 @@ above as a 0-d tensor. (With nothing masked, the loss is 0.)""",
     # TODO: weight each row, keep the masked positions, sum, divide by B * L
     raise NotImplementedError''',
         check="exercises.check_diffusion_loss(diffusion_loss)",
-        hint=hint("`F.cross_entropy` wants the class dimension second: "
-                  "`F.cross_entropy(logits.transpose(1, 2), x0, reduction=\"none\")` is (B, L).",
-                  "`(weight[:, None] * ce)[is_masked].sum()` keeps only masked positions.",
-                  "Divide by `x0.numel()`, not by `is_masked.sum()`."),
+        hint=hint(
+            idea=["The network sees the corrupted $x_t$, never $x_0$: $x_0$ is only the target.",
+                  "Take the cross-entropy $-\\log p_\\theta(x_0^{b,i} \\mid x_t^b)$ at every position, keep the masked "
+                  "ones, multiply each by its row's weight $w(t_b)$, and add them all up.",
+                  "Divide by $B L$, the number of *all* positions, masked or not: not by the number of masks. "
+                  "With nothing masked the sum is empty, so the loss is 0 (no NaN)."],
+            api=["`net(xt)` returns logits (B, L, V). `F.cross_entropy` wants the classes in dimension 1, "
+                 "so give it (B, V, L) logits, `logits.transpose(1, 2)`, with (B, L) targets; "
+                 "`reduction=\"none\"` keeps one value per position, (B, L).",
+                 "`weight` is (B,): `weight[:, None]` is (B, 1) and broadcasts along L.",
+                 "Boolean indexing, `values[is_masked]`, gives a 1-D tensor of the masked entries; the `.sum()` "
+                 "of an empty tensor is 0. `x0.numel()` is B * L."],
+            code="""
+B, L = x0.shape
+ce = F.cross_entropy(net(xt).transpose(1, 2), x0, reduction="none")  # (B, L)
+return (weight[:, None] * ce)[is_masked].sum() / (B * L)  # all B * L positions, not the masks
+"""),
         after=AFTER.format(where="`diffusion_loss` in `dllm_lite/loss.py` (it draws $t$ and $x_t$ itself, and "
                                  "runs the output head only at masked positions)",
                            mistakes="the unweighted loss, the mean over all positions, including unmasked "
@@ -236,11 +307,27 @@ value **sampled** from `softmax(logits)` at that position; every other position 
     # TODO: new ids: the sample where revealed, x everywhere else
     raise NotImplementedError''',
         check="exercises.check_ancestral_step(ancestral_step)",
-        hint=hint("`p = (alpha(s) - alpha(t)) / (1 - alpha(t))`; `s` is the *earlier* time, so "
-                  "`alpha(s) > alpha(t)`.",
-                  "`reveal = (x == mask_id) & (torch.rand(x.shape) < p)`.",
-                  "`torch.distributions.Categorical(logits=logits).sample()` draws one id per position.",
-                  "`torch.where(reveal, sampled, x)`."),
+        hint=hint(
+            idea=["Each position that is still masked is revealed independently, with probability "
+                  "$(\\alpha(s) - \\alpha(t)) / (1 - \\alpha(t))$. $s$ is the *earlier* time, so "
+                  "$\\alpha(s) > \\alpha(t)$; at $s = 0$ the probability is 1.",
+                  "A revealed position gets a value *drawn* from the model's distribution at that position, "
+                  "$\\mathrm{softmax}(\\ell^i)$: a random sample, not the most likely token.",
+                  "A position that was already revealed keeps its token, whatever the model says about it."],
+            api=["`alpha(s)` and `alpha(t)` are 0-d tensors, so the probability is a 0-d tensor that broadcasts "
+                 "against anything.",
+                 "`torch.rand(x.shape) < p` flips one coin per position, (B, T) bool; combine bool tensors with "
+                 "`&` (and `x == mask_id` says which positions are masked).",
+                 "`torch.distributions.Categorical(logits=logits)` treats the last dimension as the categories "
+                 "(a logit of $-\\infty$ just has probability 0); its `.sample()` is (B, T) ids. "
+                 "`logits.argmax(-1)` is *not* a sample.",
+                 "`torch.where(condition, a, b)` merges the new values into `x` without changing the rest."],
+            code="""
+p_reveal = (alpha(s) - alpha(t)) / (1 - alpha(t))           # s < t, so alpha(s) > alpha(t)
+reveal = (x == mask_id) & (torch.rand(x.shape) < p_reveal)  # (B, T): masked positions only
+sampled = torch.distributions.Categorical(logits=logits).sample()  # (B, T), one draw per position
+return torch.where(reveal, sampled, x)
+"""),
         after=AFTER.format(where="`ancestral_step` in `dllm_lite/sample.py` (it draws in float64 with the "
                                  "Gumbel-max trick)",
                            mistakes="re-sampling tokens that are already revealed, swapping $s$ and $t$, "
@@ -277,10 +364,23 @@ masked positions, select all of them. Never select an unmasked position.""",
     # TODO: a bool tensor, True at those indices, and only where a position is masked
     raise NotImplementedError''',
         check="exercises.check_confidence_select(select_most_confident)",
-        hint=hint("`scores = confidence.masked_fill(~is_masked, float(\"-inf\"))`.",
-                  "`top = scores.topk(k, dim=1).indices` is (B, k).",
-                  "`torch.zeros_like(is_masked).scatter(1, top, True) & is_masked`: the final `&` matters when "
-                  "a row holds fewer than `k` masks."),
+        hint=hint(
+            idea=["Within each row, rank the masked positions by confidence and keep the $k$ highest.",
+                  "Trick: give every unmasked position a score of $-\\infty$, so that it loses every comparison, "
+                  "then take the top $k$ of the whole row.",
+                  "If a row has fewer than $k$ masks, its top $k$ has to include some of those $-\\infty$ positions: "
+                  "throw them out again at the end by keeping only positions that are masked."],
+            api=["`tensor.masked_fill(condition, value)` returns a copy with `value` where the condition is True; "
+                 "`~is_masked` flips a bool tensor.",
+                 "`tensor.topk(k, dim=1).indices` is a (B, k) tensor of positions (`k = 0` gives (B, 0), which is "
+                 "fine).",
+                 "To turn (B, k) indices back into a (B, T) bool tensor: start from `torch.zeros_like(is_masked)` "
+                 "(all False) and `.scatter(1, indices, True)`. Then `&` with `is_masked`."],
+            code="""
+scores = confidence.masked_fill(~is_masked, float("-inf"))  # unmasked positions can never win
+top = scores.topk(k, dim=1).indices                          # (B, k)
+return torch.zeros_like(is_masked).scatter(1, top, True) & is_masked  # & drops -inf picks (fewer than k masks)
+"""),
         after=AFTER.format(where="`select_most_confident` in `dllm_lite/sample.py`",
                            mistakes="picking unmasked positions, a top-k that runs into `-inf` positions when a "
                                     "row has fewer than k masks, and picking the least confident"),
@@ -310,8 +410,19 @@ as equal as possible, that add up to `n_masked` (`n_masked` may be 0 or smaller 
     # TODO: a list with exactly one count per step
     raise NotImplementedError''',
         check="exercises.check_reveal_counts(reveal_counts)",
-        hint=hint("`base, extra = divmod(n_masked, steps)`.",
-                  "`[base + (i < extra) for i in range(steps)]`."),
+        hint=hint(
+            idea=["Share $n$ masks among $N$ steps as evenly as possible: every step reveals "
+                  "$\\lfloor n/N \\rfloor$, and $n \\bmod N$ of the steps (say the first ones) reveal one more.",
+                  "That gives exactly $N$ counts that add up to exactly $n$. When $n < N$ some steps reveal 0, "
+                  "and when $n = 0$ all of them do."],
+            api=["Plain Python, no torch: `divmod(a, b)` returns the quotient and the remainder at once.",
+                 "A list comprehension over `range(steps)` makes one count per step; adding a bool to an int "
+                 "adds 0 or 1.",
+                 "Return a `list` of ints, of length `steps`."],
+            code="""
+base, extra = divmod(n_masked, steps)
+return [base + (i < extra) for i in range(steps)]  # the first `extra` steps reveal one more
+"""),
         after=AFTER.format(where="`reveal_counts` in `dllm_lite/sample.py` (it follows any schedule)",
                            mistakes="`steps - 1` or `steps + 1` counts, `n // steps` everywhere (the remainder is "
                                     "lost), and revealing everything in the first step"),
@@ -345,10 +456,23 @@ you asked for the right thing. With a model you trained (see `notebooks/`), try 
     # TODO: decode the first row
     raise NotImplementedError''',
         check="exercises.check_infill(infill)",
-        hint=hint("`prompt = tokenizer.encode(left) + [tokenizer.mask_id] * n_blank + tokenizer.encode(right)`.",
-                  "`ids = sample.generate(net, mask_id=tokenizer.mask_id, length=0, steps=steps, prompt=prompt, "
-                  "generator=generator)` is (1, len(prompt)).",
-                  "`tokenizer.decode(ids[0])`."),
+        hint=hint(
+            idea=["The prompt is one sequence of ids: the left text, then $n$ masks, then the right text. The "
+                  "sampler fills exactly the masks it finds and never touches the other ids.",
+                  "Nothing needs to be appended after the prompt, so the number of extra generated tokens is 0.",
+                  "Pass the caller's random generator through, so that the same seed gives the same text; "
+                  "then turn the ids of the one generated row back into text."],
+            api=["`tokenizer.encode(text)` returns a list of ints and `tokenizer.mask_id` is the mask's id; "
+                 "lists join with `+`, and `[item] * n` repeats an item.",
+                 "`sample.generate(net, mask_id=..., length=..., steps=..., prompt=..., generator=...)`: every "
+                 "argument after `net` is keyword-only. It returns a (batch_size, len(prompt) + length) tensor, "
+                 "here (1, len(prompt)).",
+                 "`tokenizer.decode(ids)` takes one row of ids."],
+            code="""
+prompt = tokenizer.encode(left) + [tokenizer.mask_id] * n_blank + tokenizer.encode(right)
+ids = sample.generate(net, mask_id=tokenizer.mask_id, length=0, steps=steps, prompt=prompt, generator=generator)
+return tokenizer.decode(ids[0])  # ids is (1, len(prompt))
+"""),
         after=AFTER.format(where="`generate` in `dllm_lite/sample.py`, which also offers `strategy=\"ancestral\"` "
                                  "and `\"threshold\"` and semi-autoregressive blocks",
                            mistakes="appending the blanks after the whole text, and not passing the generator"),
@@ -389,10 +513,30 @@ No loops needed: compute the block of every position once, compare blocks with b
     # TODO: put them together: noisy rows on top, clean rows below
     raise NotImplementedError''',
         check="exercises.check_block_mask(block_mask)",
-        hint=hint("`blocks = torch.arange(seq_len) // block_size`; `same = blocks[:, None] == blocks[None, :]`; "
-                  "`before = blocks[:, None] > blocks[None, :]` (the key's block comes first).",
-                  "Noisy rows: `torch.cat([same, before], dim=1)`. Clean rows: `torch.cat([zeros, same | before], dim=1)`.",
-                  "Stack them with `torch.cat([...], dim=0)`; the result must be `torch.bool`."),
+        hint=hint(
+            idea=["Every cell of the table depends only on two block numbers, $b(i) = \\lfloor i / K \\rfloor$ of "
+                  "the query and $b(j)$ of the key.",
+                  "Two $L \\times L$ comparisons over all (query, key) pairs are enough: *same block*, "
+                  "$b(j) = b(i)$, and *key's block earlier*, $b(j) < b(i)$.",
+                  "The four quarters: noisy query to noisy key is *same*; noisy to clean is *earlier*; clean to "
+                  "noisy is never; clean to clean is *same or earlier*.",
+                  "Rows are queries and columns keys: the noisy rows form the top half, the clean rows the bottom; "
+                  "within each half the noisy keys are on the left."],
+            api=["`torch.arange(seq_len) // block_size` is the (L,) block of every position.",
+                 "`v[:, None]` is (L, 1) and `v[None, :]` is (1, L); comparing them (`==`, `>`) broadcasts to a "
+                 "(L, L) bool tensor with the query along the rows and the key along the columns. `|` is "
+                 "elementwise *or*, `torch.zeros_like(m)` an all-False tensor like `m`.",
+                 "`torch.cat([a, b], dim=1)` puts two (L, L) quarters side by side, (L, 2L); "
+                 "`torch.cat([top, bottom], dim=0)` stacks two halves, (2L, 2L).",
+                 "The result must be `torch.bool`, not ints or floats."],
+            code="""
+blocks = torch.arange(seq_len) // block_size      # (L,)
+same = blocks[:, None] == blocks[None, :]         # (L, L) query and key in one block
+before = blocks[:, None] > blocks[None, :]        # (L, L) the key's block comes first
+noisy = torch.cat([same, before], dim=1)          # noisy queries: own noisy block, earlier clean blocks
+clean = torch.cat([torch.zeros_like(same), same | before], dim=1)  # clean queries: clean blocks up to their own
+return torch.cat([noisy, clean], dim=0)
+"""),
         after=AFTER.format(where="`block_attention_mask` in `dllm_lite/block.py`, and notebook 11, which trains models "
                                  "with it",
                            mistakes="a noisy block seeing the clean copy of itself or later clean blocks, the clean "
@@ -470,16 +614,28 @@ can call `.backward()` on it. A row with no mask in its region adds 0. No loop o
     # TODO: the mean over the rows
     raise NotImplementedError''',
         check="exercises.check_sft_loss(sft_loss)",
-        hint=hint("The idea: a (B, L) bool `region` that is True from each row's prompt length on; the positions "
-                  "that count are `is_masked & region`, the eot padding included. Each row: the sum of its "
-                  "counted `ce`, times $1/t_b$, over $L - P_b$ (not $L$, not the number of masks). Then the mean "
-                  "over rows.",
-                  "The API: `torch.arange(L)[None, :] >= prompt_len[:, None]` compares a (1, L) row of positions "
-                  "with a (B, 1) column of lengths and broadcasts to (B, L); `loss.response_mask(prompt_len, L)` "
-                  "does exactly that. `(ce * scored).sum(dim=1)` is each row's sum, (B,), the same shape as `t` "
-                  "and `L - prompt_len`.",
-                  "The shape of the code: `L = ce.shape[1]`; `scored = is_masked & ...`; "
-                  "`per_row = (ce * scored).sum(dim=1)`; `return (per_row / ...).mean()`."),
+        hint=hint(
+            idea=["Row $b$'s response region is the positions $i \\ge P_b$: the answer, its eot and the eot padding. "
+                  "A position counts when it is masked *and* in the region; a masked prompt position never counts.",
+                  "Each row: add up the cross-entropy at its counted positions, multiply by $w(t_b) = 1/t_b$, and "
+                  "divide by its region length $L - P_b$ (not by $L$, not by its number of masks).",
+                  "The loss is the mean of those $B$ numbers. A row with nothing counted adds 0 by itself: no "
+                  "special case is needed."],
+            api=["`torch.arange(L)` is (L,); `[None, :]` makes it (1, L), and `prompt_len[:, None]` is (B, 1): "
+                 "comparing the two with `>=` broadcasts to a (B, L) bool tensor. `loss.response_mask(prompt_len, L)` "
+                 "is the library's version of exactly that.",
+                 "Combine bool tensors with `&`. Multiplying `ce` by a bool tensor zeroes the other positions and "
+                 "keeps the rows apart; `ce[mask]` would flatten all rows into one.",
+                 "`.sum(dim=1)` gives one number per row, (B,), the same shape as `t` and `L - prompt_len`, so "
+                 "the division is elementwise; `.mean()` finishes.",
+                 "Stay with tensor operations on `ce` (no `.item()`, no `torch.tensor(...)` around a result), "
+                 "so that the gradient reaches `ce`."],
+            code="""
+L = ce.shape[1]
+region = torch.arange(L)[None, :] >= prompt_len[:, None]  # (B, L), or loss.response_mask(prompt_len, L)
+per_row = (ce * (is_masked & region)).sum(dim=1)          # (B,) masked region positions, eot padding included
+return (per_row / (t * (L - prompt_len))).mean()          # w(t) = 1/t, each row over L - P_b, mean over rows
+"""),
         after=AFTER.format(where="`sft_loss` in `dllm_lite/loss.py`, which draws the times and the masks itself, "
                                  "keeps the prompt clean before the network runs, and leaves the division to "
                                  "`weigh(..., lengths=L - prompt_len)`",
@@ -514,6 +670,8 @@ def build(name, spec):
 
 
 def main(numbers):
+    from nbclient import NotebookClient  # here, so that tests can import the notebook text without it
+
     for name, spec in NOTEBOOKS.items():
         if numbers and name[:2] not in numbers:
             continue

@@ -488,7 +488,7 @@ def test_notebook_stub_matches_its_checker_and_solution(path):
     cells = json.loads(path.read_text())["cells"]
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    assert "What you will learn" in text and "Hint" in text
+    assert "What you will learn" in text and "Hint 1: the idea" in text
     stub = next(source for source in code if "raise NotImplementedError" in source)
     assert "# TODO" in stub
     (function,) = [node for node in ast.parse(stub).body if isinstance(node, ast.FunctionDef)]
@@ -501,3 +501,70 @@ def test_notebook_stub_matches_its_checker_and_solution(path):
     assert [a.arg for a in function.args.args] == list(inspect.signature(solution).parameters)
     stored = "".join("".join(o.get("text", "")) for o in call["outputs"])
     assert "not implemented yet" in stored, f"{path.name}: run instructors/build_notebooks.py to store outputs"
+
+
+_build_spec = importlib.util.spec_from_file_location(
+    "build_notebooks", Path(__file__).resolve().parents[1] / "instructors" / "build_notebooks.py")
+build_notebooks = importlib.util.module_from_spec(_build_spec)
+_build_spec.loader.exec_module(build_notebooks)
+
+HINT_TIERS = ["Hint 1: the idea", "Hint 2: the API", "Hint 3: the code"]
+
+
+def _hint_blocks(source):
+    """The (opening tag, summary, body) of every <details> block in a markdown source."""
+    blocks = re.findall(r"(<details[^>]*>)\s*<summary>(.*?)</summary>(.*?)</details>", source, re.DOTALL)
+    return [(tag, re.sub(r"<[^>]+>", "", summary).strip(), body.strip()) for tag, summary, body in blocks]
+
+
+def test_every_exercise_has_a_notebook():
+    """One stored notebook per exercise in build_notebooks.py, and one per checker."""
+    assert [p.stem for p in EXERCISE_NOTEBOOKS] == sorted(build_notebooks.NOTEBOOKS)
+    assert len(EXERCISE_NOTEBOOKS) == len(solutions.CHECKS) == 10
+
+
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_hints_come_in_three_collapsed_tiers(path):
+    """Below the check cell: Hint 1 the idea (no code), Hint 2 the API, Hint 3 the code, each collapsed, in order."""
+    cells = json.loads(path.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    with_hints = [i for i, s in enumerate(sources) if "<details" in s]
+    assert len(with_hints) == 1, f"{path.name}: the hints belong in one markdown cell"
+    (at,) = with_hints
+    assert cells[at]["cell_type"] == "markdown"
+    assert "exercises.check_" in sources[at - 1] and cells[at - 1]["cell_type"] == "code", "hints follow the check"
+    blocks = _hint_blocks(sources[at])
+    assert sources[at].count("<details") == len(blocks) == 3, f"{path.name}: {len(blocks)} hint blocks"
+    for (tag, summary, body), tier in zip(blocks, HINT_TIERS):
+        assert summary.startswith(tier), f"{path.name}: {summary!r} where {tier!r} belongs"
+        assert "open" not in tag, f"{path.name}: {tier} must start collapsed"
+        assert len(body) > 40, f"{path.name}: {tier} is empty"
+    (_, _, idea), (_, _, api), (_, _, code) = blocks
+    assert "`" not in idea, f"{path.name}: Hint 1 is the idea in words and math, with no code"
+    assert "`" in api, f"{path.name}: Hint 2 names functions"
+    assert code.startswith("```python\n") and code.endswith("\n```"), f"{path.name}: Hint 3 is a code block"
+    ast.parse(code[len("```python\n"):-len("\n```")])  # valid Python lines
+    lines = [line.split("#")[0].strip() for line in code.splitlines()[1:-1]]
+    given_away = [line for line in lines if len(line) > 20 and line in api]
+    assert not given_away, f"{path.name}: Hint 2 already holds the code of Hint 3: {given_away}"
+
+
+@pytest.mark.parametrize("name", sorted(build_notebooks.NOTEBOOKS))
+def test_stored_hints_match_build_notebooks(name):
+    """The hint cell stored in each notebook is the one build_notebooks.py writes (rebuild after editing it)."""
+    cells = json.loads((EXERCISE_NOTEBOOKS[0].parent / f"{name}.ipynb").read_text())["cells"]
+    stored = ["".join(c["source"]) for c in cells if "<details" in "".join(c["source"])]
+    assert stored == [build_notebooks.NOTEBOOKS[name]["hint"]], \
+        f"{name}: run python instructors/build_notebooks.py {name[:2]}"
+
+
+def test_hint_takes_the_three_tiers_by_name():
+    """hint() needs all three tiers, as keywords, and renders lists of points as bullets."""
+    with pytest.raises(TypeError):
+        build_notebooks.hint("one", "two", "three")
+    with pytest.raises(TypeError):
+        build_notebooks.hint(idea="one", api="two")
+    text = build_notebooks.hint(idea=["a point", "another"], api="use `f`", code="x = 1\n")
+    assert "- a point\n- another" in text and "```python\nx = 1\n```" in text
+    assert [summary for _, summary, _ in _hint_blocks(text)] == [
+        f"{tier} ({what})" for tier, (_, what) in zip(HINT_TIERS, build_notebooks.HINT_TIERS)]
