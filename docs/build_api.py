@@ -30,7 +30,7 @@ HEADER = """# API reference
 Generated from the docstrings by `python docs/build_api.py`; a test fails when this file and
 the code disagree. Each module's public names are its `__all__`, in the order the module
 lists them. The math behind each module: [concepts.md](concepts.md); how the pieces fit:
-the [README](../README.md).
+the [course overview](index.md).
 """
 
 

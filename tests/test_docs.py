@@ -79,3 +79,42 @@ def test_a_stale_reference_is_reported(tmp_path, monkeypatch, capsys):
     assert "out of date: run python docs/build_api.py" in capsys.readouterr().err
     assert build_api.main([]) == 0  # rewriting it makes it current
     assert build_api.main(["--check"]) == 0
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_config = _load("build_config")
+
+
+def test_docs_config_md_is_up_to_date_and_every_key_documented(capsys):
+    assert build_config.undocumented() == [], "write a comment beside each config key in dllm_lite/config.py"
+    status = build_config.main(["--check"])
+    assert status == 0, capsys.readouterr().err
+
+
+def test_config_comments_are_read_from_beside_and_above_each_key():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Section:
+        plain: int = 1  # beside the key
+        # above the key,
+        # on two lines
+        above: int = 2
+        long: int = 3  # beside,
+                       #   and continued
+        bare: int = 4
+
+    assert build_config.comments(Section) == {"plain": "beside the key", "above": "above the key, on two lines",
+                                               "long": "beside, and continued", "bare": ""}
+
+
+def test_an_undocumented_config_key_fails_the_check(monkeypatch, capsys):
+    monkeypatch.setattr(build_config, "undocumented", lambda: ["train.new_key"])
+    assert build_config.main(["--check"]) == 1
+    assert "train.new_key" in capsys.readouterr().err
