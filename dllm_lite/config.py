@@ -94,7 +94,7 @@ class DataSection:
     max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it, unless val_tokens)
     val_tokens: int | None = None  # cap on validation tokens (null: val_fraction of max_tokens): slice the training
                                    #   text with max_tokens and keep the same validation set
-    streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile)
+    streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile); bundled text never is
     num_proc: int | None = None  # worker processes for tokenizing
     cache_dir: str = ".cache/dllm_lite"  # where tokenized data (and hub downloads) are kept between runs
 

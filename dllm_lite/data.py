@@ -172,7 +172,8 @@ def _source(data_cfg) -> _Source:
         raise DataError(f"data.revision={data_cfg.revision!r} is for hub datasets, but data.dataset={name!r} is "
                         f"read from local files; remove data.revision")
     if name in tokenize.BUNDLED_CORPORA:
-        return _Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), bool(streaming))
+        # a bundled corpus is a small file inside the package: read whole, even where a config (small.yaml) streams
+        return _Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), False)
     if name in LOCAL_BUILDERS:
         patterns = _patterns(data_cfg.data_files)
         if not patterns:
@@ -665,6 +666,10 @@ def _tokenize(data_cfg, tokenizer, split: str, src: _Source, bin_path: Path, met
             raise
     if n_tokens == 0:
         os.unlink(handle.name)
+        if skip:
+            raise DataError(f"{describe(data_cfg)}: the stream ended within its first {skip:,} tokens, which are kept "
+                            f"for validation, so nothing is left to train on; for a dataset this small set "
+                            f"data.streaming=false (or a smaller data.max_tokens or data.val_tokens)")
         raise DataError(f"{describe(data_cfg)}: the {split} split has no text (0 tokens); "
                         f"check data.data_files and data.text_field")
     written = np.memmap(handle.name, dtype=dtype, mode="r")  # (n_tokens,)

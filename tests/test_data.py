@@ -314,6 +314,22 @@ def test_a_stream_without_validation_carves_its_first_tokens(tmp_path, gpt2):
         data.build_tokenizer(section(tmp_path, dataset="openwebtext", tokenizer="char"))
 
 
+def test_a_stream_used_up_by_validation_says_so_and_names_the_fix(tmp_path, gpt2):
+    # small.yaml streams with max_tokens=2e9: its validation slice (5%) swallows a small local text whole
+    text = tmp_path / "small.txt"
+    text.write_text("a short local text, far below the validation slice.\n" * 20)
+    cfg = section(tmp_path, dataset="text", data_files=str(text), streaming=True, max_tokens=2_000_000_000)
+    with pytest.raises(data.DataError, match="kept for validation.*data.streaming=false"):
+        data.load_tokens(cfg, gpt2, "train")
+
+
+def test_a_bundled_corpus_is_read_whole_even_when_the_config_streams(tmp_path, gpt2, shakespeare):
+    cfg = section(tmp_path, streaming=True, max_tokens=2_000_000_000)
+    assert "streamed" not in data.describe(cfg) and "the last 5% of the text" in data.describe(cfg)
+    val, train = data.load_tokens(cfg, gpt2, "validation"), data.load_tokens(cfg, gpt2, "train")
+    assert len(train) > 10 * len(val) > 0
+
+
 def test_unreachable_hub_fails_fast_with_the_offline_options(tmp_path, monkeypatch, gpt2):
     def refused(*args, **kwargs):
         raise ConnectionRefusedError("closed")
