@@ -341,7 +341,9 @@ far more passes over the data than this, a regime this notebook does not reach.
 - With scarce data plain AR overfits within a hundred steps while diffusion does not; dropout
   closes the gap. With plenty of data AR wins at this size and budget.
 
-**Try it:**
+**Try it** (each is a change to the settings of one experiment in `benchmarks/diffusion_wins.py`:
+the task's arguments in its function, the runs' overrides in `DATA_RUNS` or the calls to
+`sft_pair`; then `--retrain` and 10 to 60 minutes of CPU):
 - Re-run the Sudoku experiment with 9×9 grids (`tasks.sudoku(n, size=9, blanks=...)`, a longer
   `model.seq_len`): does the gap between confidence and left-to-right decoding grow?
 - Make the addition harder (`tasks.write_task("addition", ..., digits=8)`): does the AR model
