@@ -561,30 +561,62 @@ In this notebook you will **learn**:
   a prefix, so what it writes ignores the text that follows;
 - how to control generation by fixing tokens at chosen positions.
 
-**What it needs:** a CPU is enough. It reuses the character-level denoiser that notebook 05
-saves under `runs/notebooks/`, or trains the same one if the file is missing (a few minutes on
-2 CPU cores), and trains a small AR twin (about a minute or two). With `DLLM_SMOKE=1` it runs in
-well under a minute, with meaningless text. Read notebook 05 (sampling) first.
+**What it needs:** a CPU is enough. It reuses the two character models that notebook 09 trains
+with the recipe of `configs/shakespeare_char.yaml` (a diffusion model and its autoregressive
+twin, 9.5 minutes each), or trains them the same way if they are missing (about 20 minutes on 2
+CPU cores). With `DLLM_SMOKE=1` it runs in well under a minute, with meaningless text. Read
+notebooks 05 (sampling) and 09 (diffusion against autoregressive) first.
 """), code(SETUP + '''
+import os
+
+from dllm_lite import config, data, train
 from dllm_lite.generate import parse_prompt
 '''), md(r"""
-## 1. The denoiser
+## 1. The two models
 
-The same data, model and training loop as notebook 05. If 05 has run (in the same mode), its
-weights are loaded instead of training again.
-"""), code(DATA), code(MODEL), code('''
-net = model.Transformer(cfg).to(device)
-saved = torch.load(DENOISER_FILE, map_location=device) if DENOISER_FILE.exists() else None
-if saved is not None and saved["config"] == asdict(cfg) and saved["train_steps"] == TRAIN_STEPS:
-    net.load_state_dict(saved["state_dict"])
-    net.eval()
-    print(f"loaded the denoiser trained by notebook 05 from {DENOISER_FILE.relative_to(ROOT)}")
-else:
-    print(f"no matching {DENOISER_FILE.name}: training the denoiser here ({TRAIN_STEPS} steps)")
-    fit(net, denoiser_objective, TRAIN_STEPS)
-    RUNS.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(cfg), "train_steps": TRAIN_STEPS, "state_dict": net.state_dict()}, DENOISER_FILE)
+Both are notebook 09's: the shape and recipe of `configs/shakespeare_char.yaml` (0.8M
+parameters, Muon, batches of 16 blocks of 128 characters), 9.5 minutes of training each on the
+same machine. The diffusion model fills the gaps; its autoregressive twin, the same Transformer
+with causal attention, is the comparison of section 5. If notebook 09 has run (in the same
+mode), their checkpoints are loaded; otherwise they are trained here with the same settings.
+"""), code('''
+os.chdir(ROOT)  # configs/, runs/ and the token cache .cache/ are relative to the repository root
+# the same overrides as notebook 09, so that its checkpoints are the ones asked for
+common = ["train.eval_every=300", "train.eval_batches=4", "train.max_steps=20000"] + pick([], [
+    "train.max_steps=4", "train.max_minutes=null", "train.eval_every=4", "train.warmup_steps=1",
+    "train.eval_batches=1", "train.bound_samples=1", "train.batch_size=4", "train.compile=false",
+    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.seq_len=64", "sample.length=32", "sample.steps=8"])
+
+
+def notebook_09_model(objective):
+    """Notebook 09's model for `objective`, loaded from its checkpoint, or trained here if it is missing."""
+    run_cfg = config.load_config("configs/shakespeare_char.yaml", common + [
+        f"train.objective={objective}", f"train.out_dir=runs/notebooks/09_{objective}"])
+    path = Path(run_cfg.train.out_dir) / "latest.pt"
+    if path.exists() and train.read_checkpoint(path)["config"] == config.config_to_dict(run_cfg):
+        print(f"{objective}: loaded notebook 09's checkpoint {path}")
+    else:
+        print(f"{objective}: no checkpoint from notebook 09 with these settings; training it here")
+        path = train.train(run_cfg, overwrite=True)["checkpoint"]
+    trained_net, tokenizer, *_ = train.load_checkpoint(path, device)
+    return trained_net, tokenizer, run_cfg
+
+
+net, tok, cfg = notebook_09_model("diffusion")
+ar_net, _, _ = notebook_09_model("autoregressive")
+L = cfg.model.seq_len  # every sample in this notebook fits in one window of L characters
+train_ids = torch.as_tensor(np.asarray(data.load_tokens(cfg.data, tok, "train")), dtype=torch.long)
+val_ids = torch.as_tensor(np.asarray(data.load_tokens(cfg.data, tok, "validation")), dtype=torch.long)
+val_text = tok.decode(val_ids.tolist())
+V = tok.vocab_size - 1  # the ids a prediction can take; the last id is [MASK]
+held_out = val_ids[: pick(64, 8) * L].view(-1, L).to(device)  # (N, L) windows to evaluate on
+print(f"{sum(p.numel() for p in net.parameters()):,} parameters each; vocabulary of {V} characters + [MASK]; "
+      f"train {len(train_ids):,} / held out {len(val_ids):,} characters")
 ''' + REPORT_BOUND), md(r"""
+Infilling uses **confidence decoding** (LLaDA's rule: at each step keep the predictions the model
+is surest of), because the order in which it fills a gap is itself worth watching (section 2);
+section 4 varies the temperature, and the Try-it list swaps in ancestral sampling.
+"""), md(r"""
 ## 2. A gap in the middle
 
 Infilling needs nothing new. The denoiser was trained to predict masked tokens from *all*
@@ -596,7 +628,7 @@ and `sample.generate(prompt=..., length=0)` reveals the masked positions step by
 prediction conditioned on both sides (and on what was revealed so far). `parse_prompt` turns
 `[MASK:n]` into $n$ mask ids; at the character level one mask is one character.
 """), code('''
-start = val_text.index("GREMIO:\\nGood morrow, neighbour Baptista.")
+start = val_text.index("\\n\\n", 1000) + 2  # the first speech that starts after character 1,000
 LEFT_CHARS, GAP_CHARS, RIGHT_CHARS = pick((36, 22, 42), (20, 16, 20))
 passage = val_text[start : start + LEFT_CHARS + GAP_CHARS + RIGHT_CHARS]
 left, middle, right = passage[:LEFT_CHARS], passage[LEFT_CHARS:-RIGHT_CHARS], passage[-RIGHT_CHARS:]
@@ -616,9 +648,10 @@ ax = viz.show_tokens(torch.stack([torch.tensor(tok.encode(passage)), torch.tenso
 ax.xaxis.set_major_formatter(lambda x, _: str(shown.start + int(x)))  # label the real positions
 plt.show()
 '''), md(r"""
-In which order does the confidence rule fill a gap? In the stored run it commits spaces
-first, which fixes where the words begin and end, then grows the words around them, starting
-from the left edge, where the known text says the most about the next character.
+In which order does the confidence rule fill a gap? In the stored run it starts at the two
+edges, where the known text says the most about the next character: first the letters just
+before the right-hand text (the "ha" of "that"), then the first word after the left-hand text;
+the middle of the gap comes last.
 """), code('''
 _, trajectory = sample.generate(net, mask_id=tok.mask_id, prompt=prompt, length=0, steps=len(middle),
                                 strategy="confidence", generator=torch.Generator().manual_seed(0),
@@ -635,8 +668,9 @@ stop, it must make its answer fit the slot. Below, the same cue gets
 slots of three sizes.
 
 The slot's length is itself information, and a small model leans on it heavily. In the stored
-full run every slot, short or long, comes back as one line of speech that closes with a full
-stop just before the next speaker: the model fits a sentence to the room it is given.
+full run the two shorter slots come back as one line of speech that ends a sentence just before
+the next speaker; the longest holds two lines of speech, or a short exchange with a speaker of
+its own in the middle: the model fits the text to the room it is given.
 """), code('''
 for n in (12, pick(40, 24), pick(80, 36)):
     prompt_text = f"ROMEO:\\n[MASK:{n}]\\n\\nJULIET:\\n"
@@ -693,24 +727,10 @@ conditionals looks only to the left: it can *continue* the left context, and wha
 cannot depend on the right one. (Getting around that means retraining, e.g. on documents
 rearranged as prefix + suffix + middle, "fill in the middle", Bavarian et al. 2022.)
 
-To compare fairly we train an AR twin: the same Transformer with `causal=True`, the same data,
-next-token cross-entropy (`loss.ar_loss`). It learns faster per step than the denoiser (every
-position is a prediction target, and each sees a clean left context), so it gets only half
-the steps and is still the better language model by a wide margin.
+The comparison is the AR twin of section 1: the same Transformer with causal attention, the
+same characters and recipe, trained with next-character cross-entropy (`loss.ar_loss`) for the
+same 9.5 minutes. It is the better language model of the two by a wide margin (notebook 09).
 """), code('''
-ar_cfg = model.ModelConfig(**{**asdict(cfg), "causal": True})
-ar_net = model.Transformer(ar_cfg).to(device)
-AR_FILE = RUNS / f"char_ar_{MODE}.pt"
-saved = torch.load(AR_FILE, map_location=device) if AR_FILE.exists() else None
-if saved is not None and saved["config"] == asdict(ar_cfg) and saved["train_steps"] == AR_STEPS and saved.get("bos"):
-    ar_net.load_state_dict(saved["state_dict"])
-    ar_net.eval()
-    print(f"loaded the AR twin from {AR_FILE.relative_to(ROOT)}")
-else:
-    fit(ar_net, lambda net, x0, generator: loss.ar_loss(net, x0, tok.mask_id), AR_STEPS)
-    RUNS.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(ar_cfg), "train_steps": AR_STEPS, "bos": True, "state_dict": ar_net.state_dict()},
-               AR_FILE)
 with torch.no_grad():
     ar_nll = loss.ar_loss(ar_net, held_out, tok.mask_id).item()
 print(f"AR twin, held-out cross-entropy: {ar_nll:.3f} nats/char (the denoiser's bound: {bound:.3f})")
@@ -798,9 +818,9 @@ In the stored full run the infill fits the right context clearly better than the
 continuation, although the AR twin is the stronger language model and is the judge. The
 control, the same denoiser without the right context, does no better than the AR
 continuation: the gain comes from *seeing* the right context, not from the model. Best-of-8
-gets close to the infill, at eight times the sampling cost plus the scoring of every
-candidate, and only because here we can score candidates against the suffix: it is a search
-over continuations, not conditioning.
+closes more than half of the distance to the infill, at eight times the sampling cost plus the
+scoring of every candidate, and only because here we can score candidates against the suffix:
+it is a search over continuations, not conditioning.
 
 ## 6. Control: fixing tokens where you want them
 
@@ -842,7 +862,8 @@ plt.show()
 ## Try it
 
 - Give the fixed-length answers of section 3 a started sentence,
-  `"ROMEO:\nMy lady, [MASK:40]\n\nJULIET:\n"`: does the slot still fill with names?
+  `"ROMEO:\nMy lady, [MASK:40]\n\nJULIET:\n"`: does the model carry on the sentence you
+  started, and does it still end it before JULIET speaks?
 - Move the word "crown" in section 6 to the very first position, or to the last: how do the
   samples change?
 - In section 5 lengthen the gap (`GAP = 32`) or shorten the right context (`RIGHT = 8`):
