@@ -30,14 +30,15 @@ def _generator(name: str):
     return module
 
 
-def build(out: Path = OUT, quiet: bool = True) -> tuple[int, float]:
-    """Check the generated pages, run Sphinx with -W, and return (HTML pages written, seconds)."""
+def build(out: Path = OUT, quiet: bool = True, root: Path = ROOT) -> tuple[int, float]:
+    """Check the generated pages, run Sphinx with -W on `root` (the repository), and return (HTML pages
+    written, seconds). Raises SystemExit, naming the cause, when the build fails."""
     for name in ("build_api", "build_config"):
         if _generator(name).main(["--check"]) != 0:
             raise SystemExit(f"docs/{name}.py --check failed: run python docs/{name}.py and rebuild")
     from sphinx.cmd.build import build_main
     start = time.perf_counter()
-    args = ["-W", "--keep-going", "-b", "html", "-c", str(ROOT / "docs"), str(ROOT), str(out)]
+    args = ["-W", "--keep-going", "-b", "html", "-c", str(root / "docs"), str(root), str(out)]
     status = build_main((["-q"] if quiet else []) + args)
     seconds = time.perf_counter() - start
     if status != 0:

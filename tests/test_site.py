@@ -121,6 +121,26 @@ def test_site_has_a_page_for_every_source(site):
     assert (out / "index.html").exists(), "the site's root index.html (docs/_extra) is missing"
 
 
+@pytest.mark.parametrize("breakage", ["nothing", "a link to a page that does not exist", "a page in no table of contents"])
+def test_the_build_fails_on_a_broken_link_or_a_stray_page(site, tmp_path, breakage):
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("_build"))
+    for folder, pattern in (("notebooks", "*.ipynb"), ("exercises", "*.ipynb"), ("dllm_lite", "*.py")):
+        (root / folder).mkdir()
+        for path in (ROOT / folder).glob(pattern):  # the API page links to the package's sources
+            shutil.copy(path, root / folder)
+    if breakage == "nothing":
+        assert _build_site_module().build(tmp_path / "out", root=root)[0] == site[1]
+        return
+    if breakage.startswith("a link"):
+        with open(root / "docs" / "glossary.md", "a") as glossary:
+            glossary.write("\nSee also [a page that was never written](no_such_page.md).\n")
+    else:
+        (root / "docs" / "stray.md").write_text("# A page nobody links to\n")
+    with pytest.raises(SystemExit, match="did not build"):
+        _build_site_module().build(tmp_path / "out", root=root)
+
+
 def test_config_reference_lists_every_key(site):
     from dataclasses import fields, is_dataclass
     from dllm_lite.config import Config
