@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     """Command line: python -m dllm_lite.generate --checkpoint FILE [--prompt TEXT] [options]; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m dllm_lite.generate", description="Generate text from a "
                                      "dllm_lite checkpoint. [MASK] or [MASK:n] in the prompt marks tokens to fill in.")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint file, e.g. runs/tiny/latest.pt")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint file (runs/tiny/latest.pt) or a folder written by dllm-export")
     parser.add_argument("--prompt", help="text to continue; omit for unconditional generation")
     parser.add_argument("--length", type=int, help="new tokens after the prompt (default: sample.length; 0 with [MASK])")
     parser.add_argument("--steps", type=int, help="network calls, at least one per block (default: sample.steps)")
