@@ -67,18 +67,17 @@ def _type(f) -> str:
 
 
 def _default(f) -> str:
-    """The default as YAML writes it; "(section)" for a nested section."""
-    if f.default is dataclasses.MISSING:
-        return "(section)"
+    """The default as YAML writes it."""
     if f.default is None or isinstance(f.default, bool):
         return {None: "null", True: "true", False: "false"}[f.default]
     return repr(f.default).replace("'", '"')
 
 
 def rows(cls):
-    """(key, type, default, meaning) for each plain field of a section dataclass."""
+    """(key, type, default, meaning) for each plain field of `cls` (a nested section is not a key)."""
     meaning = comments(cls)
-    return [(f.name, _type(f), _default(f), meaning.get(f.name, "")) for f in dataclasses.fields(cls)]
+    return [(f.name, _type(f), _default(f), meaning.get(f.name, "")) for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING]
 
 
 def sections():
@@ -93,7 +92,7 @@ def undocumented() -> list[str]:
     """Keys whose meaning is empty."""
     missing = []
     for _, prefix, cls in sections():
-        missing += [prefix + key for key, _, default, meaning in rows(cls) if default != "(section)" and not meaning]
+        missing += [prefix + key for key, _, _, meaning in rows(cls) if not meaning]
     return missing
 
 
@@ -104,8 +103,6 @@ def build() -> str:
                 "Outside any section: the run's name and its size claim.", "",
                 "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         for key, kind, default, meaning in rows(cls):
-            if default == "(section)":
-                continue
             cells = [text.replace("|", "\\|") for text in (f"`{prefix}{key}`", f"`{kind}`", f"`{default}`", meaning)]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")

@@ -35,7 +35,6 @@ html_title = "dllm_lite"
 html_extra_path = ["_extra"]      # index.html at the site's root, pointing to docs/index.html
 html_permalinks_icon = "#"
 html_favicon = "favicon.svg"
-suppress_warnings = []
 nb_ipywidgets_js = {}             # and so needs neither require.js nor the widget manager
 
 

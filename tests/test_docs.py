@@ -13,14 +13,15 @@ import dllm_lite
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("build_api", ROOT / "docs" / "build_api.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    return builder
+def _load(name):
+    """docs/<name>.py as a module (docs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-build_api = _load_builder()
+build_api = _load("build_api")
 PUBLIC_MODULES = sorted(m.name for m in pkgutil.iter_modules(dllm_lite.__path__) if not m.name.startswith("_"))
 
 
@@ -79,13 +80,6 @@ def test_a_stale_reference_is_reported(tmp_path, monkeypatch, capsys):
     assert "out of date: run python docs/build_api.py" in capsys.readouterr().err
     assert build_api.main([]) == 0  # rewriting it makes it current
     assert build_api.main(["--check"]) == 0
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 build_config = _load("build_config")

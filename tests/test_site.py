@@ -45,11 +45,15 @@ def _chromium() -> str:
     return found
 
 
-def _build_site_module():
+def _load_build_site():
+    """docs/build_site.py as a module (docs/ is not a package; it imports Sphinx only when building)."""
     spec = importlib.util.spec_from_file_location("build_site", ROOT / "docs" / "build_site.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+build_site = _load_build_site()
 
 
 def _record(**facts):
@@ -74,7 +78,7 @@ def site(tmp_path_factory):
         if importlib.util.find_spec(module) is None:
             _missing(f"the docs extra ({module}; pip install -e \".[docs]\")")
     out = tmp_path_factory.mktemp("site")
-    pages, seconds = _build_site_module().build(out)
+    pages, seconds = build_site.build(out)
     _record(site_pages=pages, site_build_s=round(seconds, 1))
     return out, pages
 
@@ -130,7 +134,7 @@ def test_the_build_fails_on_a_broken_link_or_a_stray_page(site, tmp_path, breaka
         for path in (ROOT / folder).glob(pattern):  # the API page links to the package's sources
             shutil.copy(path, root / folder)
     if breakage == "nothing":
-        assert _build_site_module().build(tmp_path / "out", root=root)[0] == site[1]
+        assert build_site.build(tmp_path / "out", root=root)[0] == site[1]
         return
     if breakage.startswith("a link"):
         with open(root / "docs" / "glossary.md", "a") as glossary:
@@ -138,7 +142,7 @@ def test_the_build_fails_on_a_broken_link_or_a_stray_page(site, tmp_path, breaka
     else:
         (root / "docs" / "stray.md").write_text("# A page nobody links to\n")
     with pytest.raises(SystemExit, match="did not build"):
-        _build_site_module().build(tmp_path / "out", root=root)
+        build_site.build(tmp_path / "out", root=root)
 
 
 def test_config_reference_lists_every_key(site):
