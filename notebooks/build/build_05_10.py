@@ -20,7 +20,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import finish  # noqa: E402
+from course import NB09_OVERRIDES, finish  # noqa: E402
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -582,10 +582,7 @@ mode), their checkpoints are loaded; otherwise they are trained here with the sa
 """), code('''
 os.chdir(ROOT)  # configs/, runs/ and the token cache .cache/ are relative to the repository root
 # the same overrides as notebook 09, so that its checkpoints are the ones asked for
-common = ["train.eval_every=300", "train.eval_batches=4", "train.max_steps=20000"] + pick([], [
-    "train.max_steps=4", "train.max_minutes=null", "train.eval_every=4", "train.warmup_steps=1",
-    "train.eval_batches=1", "train.bound_samples=1", "train.batch_size=4", "train.compile=false",
-    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.seq_len=64", "sample.length=32", "sample.steps=8"])
+''' + NB09_OVERRIDES + '''
 
 
 def notebook_09_model(objective):

@@ -21,7 +21,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import finish  # noqa: E402
+from course import NB09_OVERRIDES, finish  # noqa: E402
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -736,10 +736,7 @@ order; the faster step simply gets further through them. To draw the curves we e
 300 steps on 4 validation batches; that time counts against the budget, a little more for
 diffusion (its bound takes `train.bound_samples` passes per block, the AR loss one).
 """), code('''
-common = ["train.eval_every=300", "train.eval_batches=4", "train.max_steps=20000"] + pick([], [
-    "train.max_steps=4", "train.max_minutes=null", "train.eval_every=4", "train.warmup_steps=1",
-    "train.eval_batches=1", "train.bound_samples=1", "train.batch_size=4", "train.compile=false",
-    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.seq_len=64", "sample.length=32", "sample.steps=8"])
+''' + NB09_OVERRIDES + '''
 cfgs = {objective: config.load_config("configs/shakespeare_char.yaml", common + [
             f"train.objective={objective}", f"train.out_dir=runs/notebooks/09_{objective}"])
         for objective in ("diffusion", "autoregressive")}

@@ -31,6 +31,14 @@ EXERCISES = {
     "11": [("09_block_mask", "build block diffusion's attention mask")],
     "12": [("10_sft_loss", "write the SFT loss from per-position cross-entropies")],
 }
+# Notebook 09 trains its two character models with these overrides, and notebook 10 asks for its
+# checkpoints by the same ones: one text for both cells, so that the two cannot drift apart (a
+# mismatch would make notebook 10 quietly train both models again).
+NB09_OVERRIDES = '''common = ["train.eval_every=300", "train.eval_batches=4", "train.max_steps=20000"] + pick([], [
+    "train.max_steps=4", "train.max_minutes=null", "train.eval_every=4", "train.warmup_steps=1",
+    "train.eval_batches=1", "train.bound_samples=1", "train.batch_size=4", "train.compile=false",
+    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.seq_len=64", "sample.length=32", "sample.steps=8"])'''
+
 PRACTISE_TITLE = "## Practise it"
 
 
