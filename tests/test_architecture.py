@@ -82,3 +82,42 @@ def test_the_contracts_need_import_linter_from_the_dev_extra():
     with open(ROOT / "pyproject.toml", "rb") as file:
         dev = tomllib.load(file)["project"]["optional-dependencies"]["dev"]
     assert any(requirement.startswith("import-linter") for requirement in dev)
+
+
+def _load_builder():
+    """docs/build_architecture.py as a module (docs/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("build_architecture", ROOT / "docs" / "build_architecture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_architecture = _load_builder()
+
+
+def test_the_architecture_diagram_is_up_to_date():
+    assert build_architecture.main(["--check"]) == 0, "run python docs/build_architecture.py"
+
+
+@pytest.mark.parametrize("change", ["an edited page", "a new import in the code", "a module moved to another floor"])
+def test_a_diagram_that_no_longer_matches_fails_the_check(tmp_path, monkeypatch, change):
+    page = tmp_path / "architecture.md"
+    page.write_text(build_architecture.PAGE.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(build_architecture, "PAGE", page)
+    monkeypatch.setattr(build_architecture, "ROOT", tmp_path)
+    assert build_architecture.main(["--check"]) == 0
+    if change == "an edited page":
+        page.write_text(page.read_text(encoding="utf-8").replace("block       → corrupt", "block       → model"))
+    elif change == "a new import in the code":
+        real = build_architecture.imports
+        monkeypatch.setattr(build_architecture, "imports", lambda root=ROOT: {**real(root), "corrupt": ["tokenize"]})
+    else:
+        stack = build_architecture.floors()
+        monkeypatch.setattr(build_architecture, "floors", lambda root=ROOT: [stack[0] + stack[1]] + stack[2:])
+    assert build_architecture.main(["--check"]) == 1
+
+
+def test_every_module_is_described_on_the_architecture_page():
+    text = build_architecture.PAGE.read_text(encoding="utf-8").split(build_architecture.END)[1]
+    missing = [m.name for m in pkgutil.iter_modules(dllm_lite.__path__) if f"`{m.name}.py`" not in text]
+    assert not missing, f"docs/architecture.md: give {missing} a line in 'Each file in one line'"
