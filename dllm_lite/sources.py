@@ -13,6 +13,9 @@ Where the text comes from (`data.dataset`):
   ``datasets.load_dataset(path, name=subset)`` call. The big ones are streamed and read
   only up to `data.max_tokens`. A hub dataset is read at `data.revision` (a branch, tag or
   commit sha; null: the default branch).
+- a task name from `TASK_DATASETS` (addition, sudoku, facts): the synthetic prompt/response
+  task of tasks.py, written as JSON lines into `data.cache_dir`/tasks/<name> the first time
+  (``train.jsonl`` and the test files evaluate.py reads) and then read as a ``json`` dataset.
 
 A dataset without a validation split gets one carved out, by characters, so that its
 share is the `val_fraction` asked whatever the number and sizes of the documents. The
@@ -40,7 +43,9 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -52,7 +57,7 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets.data_files import DataFilesList
 
-from . import tokenize
+from . import tasks, tokenize
 from .data_checks import SHORT, DataError, check_json, check_utf8, usable_folder
 
 __all__ = ["HUB_DATASETS", "load_splits", "load_text", "describe"]
@@ -65,6 +70,9 @@ HUB_DATASETS = {
     "the_pile": ("monology/pile-uncopyrighted", None, True),
 }
 LOCAL_BUILDERS = ("text", "json", "parquet")
+# task name -> (training records, test records) written for data.dataset=<task>: the sizes the training guide uses
+# (facts: people, whose pairs make the training records; its tests are the forward and reverse questions)
+TASK_DATASETS = {"addition": (20_000, 500), "sudoku": (20_000, 500), "facts": (2_000, 0)}
 VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
 SPLIT_SEED = 0  # the seed of the validation carve: fixed, so every run agrees on it
 HUB_TIMEOUT_S = 3.0
@@ -74,10 +82,10 @@ OFFLINE_FIX = ("train offline on the bundled corpus with data.dataset=tiny_shake
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # "bundled" | "files" | "folder" | "hub"
+    kind: str  # "bundled" | "files" | "task" | "folder" | "hub"
     path: str  # what load_dataset gets first: a builder name, a folder or a hub id
     subset: str | None
-    files: tuple[str, ...]  # resolved local files ("bundled", "files"); hub data_files patterns
+    files: tuple[str, ...]  # resolved local files ("bundled", "files", "task"); hub data_files patterns
     streaming: bool
     revision: str | None = None  # hub only: branch, tag or commit sha (None: the default branch)
 
@@ -89,14 +97,16 @@ def _patterns(data_files) -> list[str]:
 def resolve_source(data_cfg) -> Source:
     """Decide how `data.dataset` is loaded, resolving local files; no network."""
     name, streaming = data_cfg.dataset, data_cfg.streaming
-    hub_like = name not in tokenize.BUNDLED_CORPORA and name not in LOCAL_BUILDERS and \
-        (name in HUB_DATASETS or not Path(name).is_dir())
+    hub_like = name not in tokenize.BUNDLED_CORPORA and name not in LOCAL_BUILDERS and name not in TASK_DATASETS \
+        and (name in HUB_DATASETS or not Path(name).is_dir())
     if data_cfg.revision is not None and not hub_like:
         raise DataError(f"data.revision={data_cfg.revision!r} is for hub datasets, but data.dataset={name!r} is "
                         f"read from local files; remove data.revision")
     if name in tokenize.BUNDLED_CORPORA:
         # a bundled corpus is a small file inside the package: read whole, even where a config (small.yaml) streams
         return Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), False)
+    if name in TASK_DATASETS:  # a short name always means the task, as it does the hub; ./name the folder
+        return Source("task", "json", None, (str(task_files(data_cfg)["train"]),), False)
     if name in LOCAL_BUILDERS:
         patterns = _patterns(data_cfg.data_files)
         if not patterns:
@@ -117,10 +127,33 @@ def resolve_source(data_cfg) -> Source:
         streaming = stream_default if streaming is None else streaming
         return Source("hub", hub_id, data_cfg.subset or subset, tuple(_patterns(data_cfg.data_files)), streaming,
                        data_cfg.revision)
-    known = list(tokenize.BUNDLED_CORPORA) + list(LOCAL_BUILDERS) + list(HUB_DATASETS)
+    known = list(tokenize.BUNDLED_CORPORA) + list(LOCAL_BUILDERS) + list(TASK_DATASETS) + list(HUB_DATASETS)
     close = difflib.get_close_matches(name, known, n=1)
     raise DataError(f"unknown data.dataset={name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; use one of "
                     f"{', '.join(known)}, a hub id like 'owner/name', or a local dataset folder")
+
+
+def task_files(data_cfg) -> dict[str, Path]:
+    """{split: path} of the synthetic task data.dataset names, written by tasks.write_task (seed 0, the sizes of
+    TASK_DATASETS) into data.cache_dir/tasks/<name> the first time and found there afterwards.
+
+    The files are written in a temporary folder beside it and moved in one by one, train.jsonl last, so
+    a run that is cut short leaves no train.jsonl that a later run would take for whole.
+    """
+    name = data_cfg.dataset
+    folder = Path(data_cfg.cache_dir) / "tasks" / name
+    if not (folder / "train.jsonl").is_file():
+        usable_folder(folder.parent, "data.cache_dir")
+        n_train, n_test = TASK_DATASETS[name]
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}.tmp"))
+        try:
+            written = tasks.write_task(name, tmp, n_train, n_test, seed=0)
+            folder.mkdir(exist_ok=True)
+            for path in sorted(written.values(), key=lambda path: path.name == "train.jsonl"):
+                os.replace(path, folder / path.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {path.stem: path for path in sorted(folder.glob("*.jsonl"))}
 
 
 def _hub_reachable(endpoint: str, timeout: float = HUB_TIMEOUT_S) -> bool:
@@ -283,6 +316,8 @@ def describe(data_cfg) -> str:
     src = resolve_source(data_cfg)
     if src.kind == "bundled":
         where = f"{data_cfg.dataset} (bundled, {os.path.getsize(src.files[0]) / 1e6:.1f} MB)"
+    elif src.kind == "task":
+        where = f"the {data_cfg.dataset} task of tasks.py ({Path(src.files[0]).parent})"
     elif src.kind == "files":
         n_files = f"{len(src.files)} file{'s' if len(src.files) > 1 else ''}"
         where = f"{src.path} files {SHORT.repr(data_cfg.data_files)} ({n_files})"

@@ -6,6 +6,7 @@ replaced by a local folder laid out like a hub repository. Every file lives in t
 import json
 import re
 import time
+from pathlib import Path
 
 import datasets
 import huggingface_hub
@@ -440,3 +441,49 @@ def test_num_proc_workers_give_the_same_tokens(tmp_path, gpt2):
     two = data.load_tokens(DataSection(dataset="json", data_files=str(path), num_proc=2,
                                        cache_dir=str(tmp_path / "other_cache")), gpt2, "train")
     assert np.array_equal(one, two) and (np.asarray(two) == gpt2.eot_id).sum() == len(data.load_text(cfg, "train"))
+
+
+def test_a_task_name_is_written_into_the_cache_once_and_read_as_pairs(tmp_path):
+    cfg = section(tmp_path, dataset="addition", prompt_field="prompt", tokenizer="char")
+    files = sources.task_files(cfg)
+    folder = tmp_path / "cache" / "tasks" / "addition"
+    assert files == {"test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+    lines = files["train"].read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 20_000 and json.loads(lines[0]).keys() == {"prompt", "response"}
+    assert len(files["test"].read_text(encoding="utf-8").splitlines()) == 500
+    written = files["train"].stat().st_mtime_ns
+    src = sources.resolve_source(cfg)
+    assert (src.kind, src.path, src.files, src.streaming) == ("task", "json", (str(files["train"]),), False)
+    assert files["train"].stat().st_mtime_ns == written  # found, not written again
+    assert sorted(p.name for p in (tmp_path / "cache" / "tasks").iterdir()) == ["addition"]  # no temporary folder
+    assert data.describe(cfg).startswith(f"the addition task of tasks.py ({folder})")
+    splits, own_validation = data.load_splits(cfg)
+    assert own_validation is None and len(splits["train"]) == 20_000
+
+
+def test_a_task_cut_short_leaves_no_training_file(tmp_path, monkeypatch):
+    cfg = section(tmp_path, dataset="sudoku")
+
+    def cut_short(name, out_dir, n_train, n_test, seed=0):
+        (Path(out_dir) / "train.jsonl").write_text('{"prompt": "1', encoding="utf-8")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources.tasks, "write_task", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        sources.task_files(cfg)
+    assert list((tmp_path / "cache" / "tasks").iterdir()) == []  # neither a half file nor the temporary folder
+
+
+def test_sft_char_trains_as_shipped_on_its_generated_task(tmp_path):
+    from dllm_lite import evaluate, train
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "sft_char.yaml"
+    tiny = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=8", "train.max_steps=2",
+            "train.eval_every=2", "train.eval_batches=1", "train.bound_samples=1", "train.log_every=1",
+            "train.save_every=2", f"train.out_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train.main(["--config", str(config), *tiny]) == 0
+    task = tmp_path / "cache" / "tasks" / "addition"
+    assert sorted(p.name for p in task.iterdir()) == ["test.jsonl", "train.jsonl"]
+    test_pairs = task / "test.jsonl"  # the file the config's comment names
+    assert evaluate.main(["--checkpoint", str(tmp_path / "run" / "latest.pt"), "--pairs", str(test_pairs),
+                          "--steps", "1", "--batch-size", "500"]) == 0
