@@ -6,6 +6,7 @@ replaced by a local folder laid out like a hub repository. Every file lives in t
 import json
 import re
 import time
+from pathlib import Path
 
 import datasets
 import huggingface_hub
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dllm_lite import data, tokenize
+from dllm_lite import data, sources, token_cache, tokenize
 from dllm_lite.config import ConfigError, DataSection, config_from_dict
 
 
@@ -64,7 +65,7 @@ def test_second_load_reads_the_cache_without_tokenizing(tmp_path, monkeypatch, c
     def no_loading(*args, **kwargs):
         raise AssertionError("the second load must come from the cache")
 
-    monkeypatch.setattr(data, "_documents", no_loading)
+    monkeypatch.setattr(token_cache, "documents", no_loading)
     monkeypatch.setattr(datasets, "load_dataset", no_loading)
     again = data.load_tokens(cfg, gpt2, "validation")
     out = capsys.readouterr().out
@@ -209,7 +210,7 @@ def test_hub_names_go_through_the_same_load_dataset_call(tmp_path, monkeypatch):
         calls.append((path, kwargs))
         raise FileNotFoundError("stop here")
 
-    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda endpoint: True)
     monkeypatch.setattr(datasets, "load_dataset", record)
     folder = make_hub_folder(tmp_path / "wikitext")
     for dataset in ("wikitext", str(folder)):
@@ -228,7 +229,7 @@ def serve_hub_dataset(monkeypatch, tmp_path, texts_at):
     calls = []
     hub_cache = tmp_path / "hf_hub"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda endpoint: True)
 
     def load_dataset(path, name=None, revision=None, **kwargs):
         calls.append((path, revision))
@@ -268,7 +269,7 @@ def test_a_new_commit_of_the_default_branch_is_tokenized_again(tmp_path, monkeyp
     main_ref.write_text("b" * 40)  # what any later download from the hub records
     assert byte.decode(data.load_tokens(cfg, byte, "train")) == hub["text"] + "<|endoftext|>"
     assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.bin"))) == 2
-    assert data._hub_commit("owner/corpus", "c" * 40) == "c" * 40  # a commit sha needs no lookup
+    assert token_cache._hub_commit("owner/corpus", "c" * 40) == "c" * 40  # a commit sha needs no lookup
 
 
 def test_the_cache_key_follows_the_tokenizer_and_the_files(tmp_path):
@@ -278,11 +279,11 @@ def test_the_cache_key_follows_the_tokenizer_and_the_files(tmp_path):
     tokenizers = [tokenize.get_tokenizer("gpt2"), tokenize.get_tokenizer("byte"),
                   tokenize.get_tokenizer("char", text="abc"), tokenize.get_tokenizer("char", text="abd"),
                   tokenize.tokenizer_from_state({"name": "byte", "vocab_size": 257})]  # the layout without eot
-    paths = {data._cache_paths(cfg, tok, "train", data._source(cfg))[0] for tok in tokenizers}
+    paths = {token_cache._cache_paths(cfg, tok, "train", sources.resolve_source(cfg))[0] for tok in tokenizers}
     assert len(paths) == len(tokenizers)
-    before = data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0]
+    before = token_cache._cache_paths(cfg, tokenizers[0], "train", sources.resolve_source(cfg))[0]
     doc.write_text("other text, same tokenizer")
-    assert data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0] != before
+    assert token_cache._cache_paths(cfg, tokenizers[0], "train", sources.resolve_source(cfg))[0] != before
 
 
 def test_revision_is_only_for_hub_datasets(tmp_path):
@@ -338,7 +339,7 @@ def test_unreachable_hub_fails_fast_with_the_offline_options(tmp_path, monkeypat
         raise AssertionError("load_dataset must not run when the hub is unreachable")
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(data.socket, "create_connection", refused)
+    monkeypatch.setattr(sources.socket, "create_connection", refused)
     monkeypatch.setattr(datasets, "load_dataset", never)
     started = time.time()
     with pytest.raises(data.DataError) as error:
@@ -440,3 +441,49 @@ def test_num_proc_workers_give_the_same_tokens(tmp_path, gpt2):
     two = data.load_tokens(DataSection(dataset="json", data_files=str(path), num_proc=2,
                                        cache_dir=str(tmp_path / "other_cache")), gpt2, "train")
     assert np.array_equal(one, two) and (np.asarray(two) == gpt2.eot_id).sum() == len(data.load_text(cfg, "train"))
+
+
+def test_a_task_name_is_written_into_the_cache_once_and_read_as_pairs(tmp_path):
+    cfg = section(tmp_path, dataset="addition", prompt_field="prompt", tokenizer="char")
+    files = sources.task_files(cfg)
+    folder = tmp_path / "cache" / "tasks" / "addition"
+    assert files == {"test": folder / "test.jsonl", "train": folder / "train.jsonl"}
+    lines = files["train"].read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 20_000 and json.loads(lines[0]).keys() == {"prompt", "response"}
+    assert len(files["test"].read_text(encoding="utf-8").splitlines()) == 500
+    written = files["train"].stat().st_mtime_ns
+    src = sources.resolve_source(cfg)
+    assert (src.kind, src.path, src.files, src.streaming) == ("task", "json", (str(files["train"]),), False)
+    assert files["train"].stat().st_mtime_ns == written  # found, not written again
+    assert sorted(p.name for p in (tmp_path / "cache" / "tasks").iterdir()) == ["addition"]  # no temporary folder
+    assert data.describe(cfg).startswith(f"the addition task of tasks.py ({folder})")
+    splits, own_validation = data.load_splits(cfg)
+    assert own_validation is None and len(splits["train"]) == 20_000
+
+
+def test_a_task_cut_short_leaves_no_training_file(tmp_path, monkeypatch):
+    cfg = section(tmp_path, dataset="sudoku")
+
+    def cut_short(name, out_dir, n_train, n_test, seed=0):
+        (Path(out_dir) / "train.jsonl").write_text('{"prompt": "1', encoding="utf-8")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources.tasks, "write_task", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        sources.task_files(cfg)
+    assert list((tmp_path / "cache" / "tasks").iterdir()) == []  # neither a half file nor the temporary folder
+
+
+def test_sft_char_trains_as_shipped_on_its_generated_task(tmp_path):
+    from dllm_lite import evaluate, train
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "sft_char.yaml"
+    tiny = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=8", "train.max_steps=2",
+            "train.eval_every=2", "train.eval_batches=1", "train.bound_samples=1", "train.log_every=1",
+            "train.save_every=2", f"train.out_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train.main(["--config", str(config), *tiny]) == 0
+    task = tmp_path / "cache" / "tasks" / "addition"
+    assert sorted(p.name for p in task.iterdir()) == ["test.jsonl", "train.jsonl"]
+    test_pairs = task / "test.jsonl"  # the file the config's comment names
+    assert evaluate.main(["--checkpoint", str(tmp_path / "run" / "latest.pt"), "--pairs", str(test_pairs),
+                          "--steps", "1", "--batch-size", "500"]) == 0
