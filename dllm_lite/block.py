@@ -154,7 +154,8 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
         raise ValueError(f"steps={steps} is fewer than the {len(cuts)} blocks: raise steps (at least one per block)")
     cache = net.new_cache(B) if use_cache else None
     if first > 0 and use_cache:  # the prompt's whole blocks, block-causally, into the cache
-        mask = block_attention_mask(first, block_size, x.device)[first:, first:]  # the clean stream's pattern
+        block = torch.arange(first, device=x.device) // block_size  # (first,)
+        mask = block[:, None] >= block[None, :]  # (first, first): the clean stream's pattern, block-causal
         net(x[:, :first], cache=cache, attn_mask=mask, only_at=torch.zeros_like(x[:, :first], dtype=torch.bool))
     calls, taken = int(first > 0 and use_cache), 0
     done = torch.zeros(B, dtype=torch.bool, device=x.device)  # rows that have written end-of-text

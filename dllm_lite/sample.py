@@ -398,8 +398,8 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
     bos = 1 if causal else 0  # a causal net starts from its beginning-of-sequence token, mask_id
-    x = torch.cat([torch.full((batch_size, bos), mask_id, dtype=torch.long, device=device), prompts,
-                   torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)], dim=1)  # (B, bos + T)
+    x = torch.full((batch_size, bos + prompt_len + length), mask_id, dtype=torch.long, device=device)  # (B, bos + T)
+    x[:, bos : bos + prompt_len] = prompts
     trajectory = []
 
     def record(state):

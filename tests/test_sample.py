@@ -292,6 +292,31 @@ def test_autoregressive_cache_matches_recompute(prompt):
         assert (outs[0][:, :3] == torch.tensor(prompt)).all()
 
 
+@pytest.mark.parametrize("kind", ["autoregressive", "autoregressive-conv", "block-diffusion"])
+def test_the_cache_path_never_concatenates(kind, monkeypatch):
+    """Decoding with a key/value cache writes into the cache's buffers and reads views of them: no torch.cat
+    anywhere (a concatenation per call and layer reallocates the whole cache), and the same tokens as the
+    uncached path, which recomputes everything."""
+    causal = kind != "block-diffusion"
+    torch.manual_seed(0)
+    net = model.Transformer(model.ModelConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=16, seq_len=24, causal=causal,
+                                              conv=3 if kind.endswith("conv") else 0,
+                                              block_size=None if causal else 4))
+    kwargs = dict(mask_id=MASK, length=17, steps=10, prompt=[1, 2, 3, 4, 5], batch_size=2, strategy="confidence")
+    uncached = sample.generate(net, use_cache=False, generator=seeded(5), **kwargs)
+    cat, calls = torch.cat, []
+
+    def counting_cat(*args, **kw):
+        calls.append(1)
+        return cat(*args, **kw)
+
+    monkeypatch.setattr(torch, "cat", counting_cat)
+    cached = sample.generate(net, use_cache=True, generator=seeded(5), **kwargs)
+    monkeypatch.undo()
+    assert len(calls) == 0
+    assert torch.equal(cached, uncached)
+
+
 def test_autoregressive_fills_the_whole_sequence_and_keeps_the_trajectory_shape():
     net = tiny_net(causal=True, seq_len=48)
     for use_cache in (True, False):
