@@ -139,8 +139,8 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     Positions before `start` are the prompt; its whole blocks go through the network once, to
     fill the cache, and a prompt that ends inside a block conditions the rest of that block.
     `fill(denoise, view, steps)` runs a strategy of sample.py on one block: view is x's
-    columns of the block (B, k), denoise(view) returns its logits, and it returns (network
-    calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
+    columns of the block (B, k), denoise(view) returns its logits (B, k, V), or (N, V) at the
+    True positions of denoise(view, only_at=...), and it returns (network calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
     remainder. With eot_id, generation stops after the block in which every row has written
     an end-of-text token. Returns (network calls, steps taken, end): x[:, :end] is done; the calls
     count the denoising steps and the passes that add a finished block (or the prompt) to the cache.
@@ -163,10 +163,10 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     for j, a in enumerate(cuts):
         view = x[:, a : a + block_size]  # (B, k) a view: filling it fills x
 
-        def denoise(ids):  # the block against the cache, which stays as it is
+        def denoise(ids, only_at=None):  # the block against the cache, which stays as it is
             if cache is None:  # the clean prefix again, block-causally, then this block
-                return _uncached(net, x[:, :a], ids, block_size)
-            return net(ids, cache=cache, extend_cache=False)  # (B, k, V)
+                return _uncached(net, x[:, :a], ids, block_size, only_at)
+            return net(ids, cache=cache, extend_cache=False, only_at=only_at)  # (B, k, V) or (N, V)
 
         block_calls, block_steps = fill(denoise, view, base + (j < extra))
         calls, taken = calls + block_calls, taken + block_steps
@@ -181,10 +181,14 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     return calls, taken, T
 
 
-def _uncached(net, prefix, ids, block_size):
+def _uncached(net, prefix, ids, block_size, only_at=None):
     """Logits (B, k, V) of the noisy block `ids` after the clean `prefix` (B, a), a a multiple of block_size,
-    in one forward without a cache: the prefix attends block-causally, the block to the prefix and itself."""
+    in one forward without a cache: the prefix attends block-causally, the block to the prefix and itself.
+    With only_at (B, k), the logits (N, V) at its True positions."""
     a, k = prefix.shape[1], ids.shape[1]
     block = torch.arange(a + k, device=ids.device) // block_size  # (a + k,)
     mask = block[:, None] >= block[None, :]  # (a + k, a + k): the clean stream's pattern, the block seeing itself
+    if only_at is not None:
+        where = torch.cat([torch.zeros_like(prefix, dtype=torch.bool), only_at], dim=1)  # (B, a + k)
+        return net(torch.cat([prefix, ids], dim=1), only_at=where, attn_mask=mask)
     return net(torch.cat([prefix, ids], dim=1), attn_mask=mask)[:, a:]

@@ -24,7 +24,9 @@ never how sure the model is of it.
 
 `block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
-tail and lowers diversity.
+tail and lowers diversity. The network's output head runs only at the positions a step
+may fill (`only_at=`, where the net offers it), and the float64 draw goes a bounded
+number of rows at a time (`FLOAT64_BUDGET`), so that memory does not grow as B * T * V.
 
 A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
 with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence
@@ -39,6 +41,7 @@ al. 2024, "Masked diffusion models are secretly time-agnostic masked models and 
 inaccurate categorical sampling"; Holtzman et al. 2020 (top-p sampling).
 """
 
+import inspect
 import math
 
 import torch
@@ -49,12 +52,13 @@ from .block import fill_blocks
 from .corrupt import get_schedule
 
 __all__ = [
-    "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
+    "STRATEGIES", "FLOAT64_BUDGET", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
     "reveal_counts", "select_most_confident", "decode_blocks", "answer", "until_eot",
 ]
 
 STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
 ORDERED = ("confidence", "left_to_right", "random")  # reveal reveal_counts() tokens per step, in some order
+FLOAT64_BUDGET = 256 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
 
 
 def _uniform(shape, generator, device) -> torch.Tensor:
@@ -86,26 +90,47 @@ def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
     $\mathrm{softmax}(\text{logits})_x$ at temperature 1 and unfiltered, whatever the
     temperature, top_k and top_p (LLaDA and Fast-dLLM rank by it). Under $\pi$ it would be
     1 for every token with top_k=1 and near 1 at a low temperature: no ranking at all.
+
+    Why float64: Zheng et al. (2024) showed that Gumbel noise drawn in low precision cuts off
+    the tail of the distribution (the largest noise a float32 uniform can give is small), which
+    lowers the samples' diversity and so makes MDLM samples look better than they are. Its cost
+    is bounded: the rows go FLOAT64_BUDGET bytes' worth at a time (V * 8 bytes per row; at
+    least one row), each array of a chunk within the budget. On a CPU generator the chunks draw
+    exactly the numbers of one big draw; on a CUDA generator (Philox) the numbers differ once a
+    draw is split, which happens only past the budget (about 5,000 rows of a 50K vocabulary).
     """
     _check_sampling(temperature, top_k, top_p)
-    logits = logits.double()  # (..., V)
+    *lead, V = logits.shape
+    rows = logits.reshape(-1, V)  # (N, V)
+    tokens = torch.empty(rows.shape[0], dtype=torch.long, device=logits.device)  # (N,)
+    confidence = torch.empty(rows.shape[0], dtype=torch.float64, device=logits.device)  # (N,)
+    step = max(1, FLOAT64_BUDGET // (8 * V))  # rows per chunk
+    for a in range(0, rows.shape[0], step):
+        tokens[a : a + step], confidence[a : a + step] = _draw(rows[a : a + step], temperature, top_k, top_p,
+                                                               generator)
+    return tokens.view(lead), confidence.view(lead)
+
+
+def _draw(logits, temperature, top_k, top_p, generator):
+    """sample_tokens on one chunk of rows, logits (n, V): (tokens, confidence), each (n,)."""
+    logits = logits.double()  # (n, V)
     scaled = logits / temperature if temperature > 0 else logits
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (n, 1)
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     if top_p is not None and top_p < 1:
-        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (..., V)
+        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (n, V)
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
         drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
         scaled = scaled.masked_fill(drop, float("-inf"))
-    log_probs = scaled.log_softmax(dim=-1)  # (..., V)
+    log_probs = scaled.log_softmax(dim=-1)  # (n, V)
     if temperature == 0:
         tokens = log_probs.argmax(dim=-1)
     else:
         u = _uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
         tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
     # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
-    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (...)
+    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (n,)
     return tokens, confidence
 
 
@@ -260,13 +285,29 @@ def _blocks(is_masked, block_size, steps):
     return [(cols, base + (i < extra)) for i, cols in enumerate(cuts)]
 
 
+def _takes_only_at(net) -> bool:
+    """Does the net's forward take `only_at=` (the library's Transformer does; a plain denoiser need not)?"""
+    forward = net.forward if isinstance(net, nn.Module) else net
+    try:
+        return "only_at" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        return False
+
+
+def _logits_at(net, x, where, headed) -> torch.Tensor:
+    """The logits (N, V) at the True positions of where (B, T), in row-major order; with headed=True the
+    output head runs only there (`only_at`), otherwise the full (B, T, V) is computed and indexed."""
+    return net(x, only_at=where) if headed else net(x)[where]
+
+
 def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
-               record):
-    """Fill every mask of x (B, T) in place; return (network calls, steps taken)."""
-    calls, taken, logits, stale = 0, 0, None, True  # stale: x changed since the last call
+               record, headed=False):
+    """Fill every mask of x (B, T) in place; return (network calls, steps taken). headed: net takes only_at."""
+    calls, taken, logits, computed_at = 0, 0, None, None
     for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
         in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         in_block[cols.to(x.device)] = True
+        stale = True  # x changed since the last call (a new block: the logits are for the block before)
         if strategy in ORDERED:
             counts = reveal_counts(int((x[0] == mask_id)[in_block].sum()), block_steps, schedule)
         for i in range(block_steps):
@@ -277,18 +318,23 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
                 # draw the coins first: no reveal, no network needed (MDLM's cached sampler)
                 reveal = _ancestral_reveal(scope, 1 - i / block_steps, 1 - (i + 1) / block_steps, schedule, generator)
                 if not cache or (reveal.any() and stale):
-                    logits, stale, calls = net(x), False, calls + 1  # (B, T, V)
-                if reveal.any():
-                    x[reveal], _ = sample_tokens(logits[reveal], *sampling, generator=generator)
+                    logits, computed_at = _logits_at(net, x, scope, headed), scope  # (N, V) at scope's positions
+                    stale, calls = False, calls + 1
+                if reveal.any():  # reveal lies inside computed_at: masks only ever get fewer within a block
+                    x[reveal], _ = sample_tokens(logits[reveal[computed_at]], *sampling, generator=generator)
                     stale = True
+            elif strategy in ("left_to_right", "random"):  # the order ignores the values: draw only where revealed
+                reveal = select_most_confident(_priority(strategy, x, generator), scope, counts[i])  # (B, T)
+                logits, calls = _logits_at(net, x, reveal, headed), calls + 1  # (n, V)
+                x[reveal], _ = sample_tokens(logits, *sampling, generator=generator)
             else:
-                logits, calls = net(x), calls + 1  # (B, T, V)
+                logits, calls = _logits_at(net, x, scope, headed), calls + 1  # (N, V)
                 tokens = torch.full_like(x, mask_id)  # (B, T)
                 # (B, T): the model's own probability of each drawn token (temperature 1, unfiltered)
                 confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
-                tokens[scope], confidence[scope] = sample_tokens(logits[scope], *sampling, generator=generator)
-                if strategy in ORDERED:
-                    reveal = select_most_confident(_priority(strategy, confidence, generator), scope, counts[i])
+                tokens[scope], confidence[scope] = sample_tokens(logits, *sampling, generator=generator)
+                if strategy == "confidence":
+                    reveal = select_most_confident(confidence, scope, counts[i])
                 elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
                     reveal = scope
                 else:
@@ -299,28 +345,34 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
     return calls, taken
 
 
-def _priority(strategy, confidence, generator) -> torch.Tensor:
-    """(B, T) the order in which masks are revealed, highest first: the model's confidence, the
-    position from the left, or a fresh random number per position."""
-    if strategy == "confidence":
-        return confidence
+def _priority(strategy, x, generator) -> torch.Tensor:
+    """(B, T) float64, the order in which left_to_right and random reveal the masks of x (B, T), highest first:
+    minus the position, or a fresh random number per position."""
     if strategy == "left_to_right":
-        T = confidence.shape[1]
-        return -torch.arange(T, dtype=torch.float64, device=confidence.device).expand_as(confidence)
-    return _uniform(confidence.shape, generator, confidence.device)
+        return -torch.arange(x.shape[1], dtype=torch.float64, device=x.device).expand(x.shape)
+    return _uniform(x.shape, generator, x.device)
 
 
-def _autoregressive(net, x, start, sampling, use_cache, generator, record):
+def _last_logits(net, ids, headed, **kwargs) -> torch.Tensor:
+    """The logits (B, V) after the last of ids (B, P); with headed=True the head runs at that position only."""
+    if not headed:
+        return net(ids, **kwargs)[:, -1]
+    last = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+    last[:, -1] = True
+    return net(ids, only_at=last, **kwargs)  # (B, V): one row per sequence, in order
+
+
+def _autoregressive(net, x, start, sampling, use_cache, generator, record, headed=False):
     """Left-to-right sampling of x[:, start:], in place in x (B, T); return the network calls.
 
     x[:, :start] is the beginning-of-sequence token and the prompt, start >= 1.
     """
     kv = net.new_cache(x.shape[0]) if use_cache else None
     for pos in range(start, x.shape[1]):
-        if kv is None:
-            logits = net(x[:, :pos])[:, -1]  # recompute the whole prefix: (B, V)
+        if kv is None:  # recompute the whole prefix, the head at its last position only: (B, V)
+            logits = _last_logits(net, x[:, :pos], headed)
         elif pos == start:
-            logits = net(x[:, :pos], cache=kv)[:, -1]  # prefill the start token and the prompt
+            logits = _last_logits(net, x[:, :pos], headed, cache=kv)  # prefill the start token and the prompt
         else:
             logits = net(x[:, pos - 1 : pos], cache=kv)[:, -1]  # one new token against the cache
         x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)  # $x_{pos} \sim p(\cdot \mid x_{<pos})$
@@ -408,25 +460,26 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
 
     record(x)
     sampling = (temperature, top_k, top_p)
+    headed = _takes_only_at(net)  # the output head only where a token may be revealed
     was_training = getattr(net, "training", False)
     if isinstance(net, nn.Module):
         net.eval()
     try:
         with torch.no_grad():
             if causal:
-                calls = _autoregressive(net, x, bos + prompt_len, sampling, use_cache, generator, record)
+                calls = _autoregressive(net, x, bos + prompt_len, sampling, use_cache, generator, record, headed)
                 taken, strategy = calls, "autoregressive"
             elif model_blocks is not None:
                 def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence
                     return _diffusion(denoise, view, mask_id, block_steps, strategy, schedule, sampling, None,
-                                      threshold, cache, generator, lambda _: record(x))
+                                      threshold, cache, generator, lambda _: record(x), headed=True)
 
                 start = int((x[0] == mask_id).nonzero()[0])
                 calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache)
                 x = x[:, :end]
             else:
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
-                                          threshold, cache, generator, record)
+                                          threshold, cache, generator, record, headed)
     finally:
         if isinstance(net, nn.Module):
             net.train(was_training)
