@@ -353,8 +353,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
                  attn_mask: "torch.Tensor | None" = None, extend_cache: bool = True) -> torch.Tensor:
         """The final normalised hidden states (B, T, n_embd), before the output head (arguments: see forward)."""
         B, T = idx.shape
-        start = cache.length if cache is not None else 0
         if positions is None:  # (given positions are the caller's to keep below seq_len: no host sync here)
+            start = cache.length if cache is not None else 0
             if start + T > self.cfg.seq_len:
                 raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
             positions = torch.arange(start, start + T, device=idx.device)  # (T,)

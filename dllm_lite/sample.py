@@ -26,7 +26,8 @@ never how sure the model is of it.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
 tail and lowers diversity. The network's output head runs only at the positions a step
 may fill (`only_at=`, where the net offers it), and the float64 draw goes a bounded
-number of rows at a time (`FLOAT64_BUDGET`), so that memory does not grow as B * T * V.
+number of rows at a time (draw.py), so that memory does not grow as B * T * V. Cached
+decoding (an autoregressive model, a block diffusion model) and its compiled form: decode.py.
 
 A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
 with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence
@@ -50,90 +51,17 @@ from tqdm.auto import tqdm
 
 from .block import fill_blocks
 from .corrupt import get_schedule
+from .decode import autoregressive
+from .draw import check_sampling, sample_tokens
+from .draw import uniform as _uniform
 
 __all__ = [
-    "STRATEGIES", "FLOAT64_BUDGET", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
+    "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
     "reveal_counts", "select_most_confident", "decode_blocks", "answer", "until_eot",
 ]
 
 STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
 ORDERED = ("confidence", "left_to_right", "random")  # reveal reveal_counts() tokens per step, in some order
-FLOAT64_BUDGET = 256 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
-
-
-def _uniform(shape, generator, device) -> torch.Tensor:
-    """Float64 uniforms in [0, 1), drawn on the generator's device so a seed reproduces anywhere."""
-    draw_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=draw_device, dtype=torch.float64).to(device)
-
-
-def _check_sampling(temperature, top_k, top_p):
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
-
-
-def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    r"""Draw one token per row of `logits` (..., V); return `(tokens, confidence)`, both (...).
-
-    The draw, in float64: scale by the temperature, keep the `top_k` largest logits, then
-    the smallest set of tokens whose probability adds up to at least `top_p` (the most
-    likely token is always kept), and draw from that filtered, tempered distribution $\pi$
-    with the Gumbel-max trick, $x = \arg\max_v (\log \pi_v + g_v)$,
-    $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$. temperature=0 is greedy: the argmax of
-    the filtered logits, no random numbers drawn.
-
-    The confidence is the model's own probability of the drawn token,
-    $\mathrm{softmax}(\text{logits})_x$ at temperature 1 and unfiltered, whatever the
-    temperature, top_k and top_p (LLaDA and Fast-dLLM rank by it). Under $\pi$ it would be
-    1 for every token with top_k=1 and near 1 at a low temperature: no ranking at all.
-
-    Why float64: Zheng et al. (2024) showed that Gumbel noise drawn in low precision cuts off
-    the tail of the distribution (the largest noise a float32 uniform can give is small), which
-    lowers the samples' diversity and so makes MDLM samples look better than they are. Its cost
-    is bounded: the rows go FLOAT64_BUDGET bytes' worth at a time (V * 8 bytes per row; at
-    least one row), each array of a chunk within the budget. On a CPU generator the chunks draw
-    exactly the numbers of one big draw; on a CUDA generator (Philox) the numbers differ once a
-    draw is split, which happens only past the budget (about 5,000 rows of a 50K vocabulary).
-    """
-    _check_sampling(temperature, top_k, top_p)
-    *lead, V = logits.shape
-    rows = logits.reshape(-1, V)  # (N, V)
-    tokens = torch.empty(rows.shape[0], dtype=torch.long, device=logits.device)  # (N,)
-    confidence = torch.empty(rows.shape[0], dtype=torch.float64, device=logits.device)  # (N,)
-    step = max(1, FLOAT64_BUDGET // (8 * V))  # rows per chunk
-    for a in range(0, rows.shape[0], step):
-        tokens[a : a + step], confidence[a : a + step] = _draw(rows[a : a + step], temperature, top_k, top_p,
-                                                               generator)
-    return tokens.view(lead), confidence.view(lead)
-
-
-def _draw(logits, temperature, top_k, top_p, generator):
-    """sample_tokens on one chunk of rows, logits (n, V): (tokens, confidence), each (n,)."""
-    logits = logits.double()  # (n, V)
-    scaled = logits / temperature if temperature > 0 else logits
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (n, 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (n, V)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
-        scaled = scaled.masked_fill(drop, float("-inf"))
-    log_probs = scaled.log_softmax(dim=-1)  # (n, V)
-    if temperature == 0:
-        tokens = log_probs.argmax(dim=-1)
-    else:
-        u = _uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
-        tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
-    # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
-    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (n,)
-    return tokens, confidence
-
-
 def reveal_probability(schedule, t, s) -> torch.Tensor:
     r"""The chance that a token masked at time t is revealed by time s, $0 \le s < t \le 1$ (float64).
 
@@ -353,36 +281,10 @@ def _priority(strategy, x, generator) -> torch.Tensor:
     return _uniform(x.shape, generator, x.device)
 
 
-def _last_logits(net, ids, headed, **kwargs) -> torch.Tensor:
-    """The logits (B, V) after the last of ids (B, P); with headed=True the head runs at that position only."""
-    if not headed:
-        return net(ids, **kwargs)[:, -1]
-    last = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
-    last[:, -1] = True
-    return net(ids, only_at=last, **kwargs)  # (B, V): one row per sequence, in order
-
-
-def _autoregressive(net, x, start, sampling, use_cache, generator, record, headed=False):
-    """Left-to-right sampling of x[:, start:], in place in x (B, T); return the network calls.
-
-    x[:, :start] is the beginning-of-sequence token and the prompt, start >= 1.
-    """
-    kv = net.new_cache(x.shape[0]) if use_cache else None
-    for pos in range(start, x.shape[1]):
-        if kv is None:  # recompute the whole prefix, the head at its last position only: (B, V)
-            logits = _last_logits(net, x[:, :pos], headed)
-        elif pos == start:
-            logits = _last_logits(net, x[:, :pos], headed, cache=kv)  # prefill the start token and the prompt
-        else:
-            logits = net(x[:, pos - 1 : pos], cache=kv)[:, -1]  # one new token against the cache
-        x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)  # $x_{pos} \sim p(\cdot \mid x_{<pos})$
-        record(x)
-    return x.shape[1] - start
-
-
 def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
              temperature=1.0, top_k=None, top_p=None, block_size=None, threshold=None, batch_size=1,
-             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None):
+             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None,
+             compile=False):
     """Sample `batch_size` sequences of the prompt followed by `length` generated tokens.
 
     net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
@@ -408,6 +310,9 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     their key/value cache, `steps` shared among the blocks, any strategy within a block;
     `block_size` must be left out (or equal the model's). With eot_id, they stop after the
     block in which every row has written eot_id, and the result is that much shorter.
+    compile=True (causal and block diffusion nets): decode with a static-shape key/value cache and a
+    `torch.compile`d step (CUDA graphs on a GPU; decode.py), the same tokens as without; the first
+    call compiles, and a failed compilation falls back to eager with a one-line message.
 
     Returns ids (batch_size, len(prompt) + length) on the net's device; with
     return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
@@ -419,7 +324,7 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
         raise ValueError(f"steps must be at least 1, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    _check_sampling(temperature, top_k, top_p)
+    check_sampling(temperature, top_k, top_p)
     if strategy == "threshold" and threshold is None:
         raise ValueError("strategy='threshold' needs threshold=<a confidence in (0, 1)>, e.g. threshold=0.9")
     if threshold is not None and not 0 < threshold < 1:
@@ -446,6 +351,11 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     if seq_len is not None and prompt_len + length > seq_len:
         raise ValueError(f"prompt ({prompt_len}) + length ({length}) exceeds the model's seq_len={seq_len}: "
                          f"shorten the prompt or the length")
+    if compile and not (causal or model_blocks is not None):
+        raise ValueError("compile=True speeds up key/value-cached decoding, which causal and block diffusion "
+                         "models have; drop compile for this model")
+    if compile and not use_cache:
+        raise ValueError("compile=True decodes with a static key/value cache: it needs use_cache=True")
     if causal and infilling:
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
@@ -467,7 +377,10 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     try:
         with torch.no_grad():
             if causal:
-                calls = _autoregressive(net, x, bos + prompt_len, sampling, use_cache, generator, record, headed)
+                def draw(logits):  # $x_{pos} \sim p(\cdot \mid x_{<pos})$, logits (B, V)
+                    return sample_tokens(logits, *sampling, generator=generator)[0]
+
+                calls = autoregressive(net, x, bos + prompt_len, draw, record, use_cache, headed, compile)
                 taken, strategy = calls, "autoregressive"
             elif model_blocks is not None:
                 def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence
@@ -475,7 +388,7 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
                                       threshold, cache, generator, lambda _: record(x), headed=True)
 
                 start = int((x[0] == mask_id).nonzero()[0])
-                calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache)
+                calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache, compile)
                 x = x[:, :end]
             else:
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dllm_lite import model, sample
+from dllm_lite import draw, model, sample
 
 V = 17  # vocabulary size, mask included
 MASK = V - 1
@@ -359,7 +359,7 @@ def test_the_float64_working_set_is_bounded_and_chunks_draw_the_same_tokens(stra
     kwargs = dict(mask_id=Vbig - 1, length=40, steps=8, strategy=strategy, batch_size=3, threshold=0.3, **sampling)
     whole = sample.generate(net, generator=seeded(6), **kwargs)  # the default budget: every draw one chunk
     budget = 4 * Vbig * 8  # four rows of a 300-token vocabulary; the first step alone holds 120 masked rows
-    monkeypatch.setattr(sample, "FLOAT64_BUDGET", budget)
+    monkeypatch.setattr(draw, "FLOAT64_BUDGET", budget)
     with Float64Meter() as meter:
         chunked = sample.generate(net, generator=seeded(6), **kwargs)
     assert max(meter.sizes) <= budget < 3 * 40 * Vbig * 8
