@@ -18,47 +18,32 @@ written, flushed to disk (fsync) and renamed over the target, so a crash mid-wri
 the old file whole. Reading uses `torch.load(weights_only=True)`, which unpickles tensors
 and plain containers only: opening a checkpoint can never run code from it.
 
-`load_checkpoint` also takes a folder written by dllm_lite.export (model.safetensors and
-config.json, no training state), so every command with --checkpoint accepts one.
+Reading a checkpoint back (`read_checkpoint`, `load_checkpoint`, which also takes a folder
+written by dllm_lite.export) lives in load.py, below this file and export.py; its names are
+imported here too, so `checkpoint.load_checkpoint` keeps working.
 """
 
 import errno
-import json
 import os
 import random
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import ConfigError, config_from_dict, config_to_dict
-from .model import ModelConfig, Transformer
-from .tokenize import Tokenizer, tokenizer_from_state
+from .config import config_to_dict
+from .load import CHECKPOINT_FORMAT, CheckpointError, build_model, load_checkpoint, read_checkpoint
+from .tokenize import Tokenizer
 
 __all__ = ["build_model", "save_checkpoint", "step_files", "read_checkpoint", "load_checkpoint", "check_compatible",
            "initial_weights", "rng_state", "set_rng_state", "CheckpointError", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 STEP_FILE = re.compile(r"step_(\d+)\.pt")
 # keys a resumed run must share with its checkpoint (the rest, e.g. max_steps or lr, may change)
 MUST_MATCH = [("model", key) for key in ("n_layer", "n_head", "n_embd", "seq_len", "position", "mlp_ratio", "conv",
                                          "block_size")] + [
     ("train", "objective"), ("train", "optimizer"), ("data", "tokenizer")]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, not ours, or made for another model."""
-
-
-def build_model(cfg, vocab_size: int) -> Transformer:
-    """The Transformer of `cfg.model`, bidirectional for diffusion and causal for the AR objective."""
-    causal = cfg.train.objective == "autoregressive"
-    try:
-        return Transformer(ModelConfig(vocab_size=vocab_size, causal=causal, **asdict(cfg.model)))
-    except ValueError as error:
-        raise ConfigError(f"model: {error}") from None
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -126,48 +111,6 @@ def step_files(out_dir: Path) -> list[Path]:
     found = [(int(match.group(1)), path) for path in Path(out_dir).glob("step_*.pt")
              if (match := STEP_FILE.fullmatch(path.name))]
     return [path for _, path in sorted(found)]
-
-
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint dict with torch.load(weights_only=True): tensors and plain data only, never code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; check the path, or train one with "
-                              f"python -m dllm_lite.train --config configs/tiny.yaml")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"checkpoint {path} is truncated or unreadable ({type(error).__name__}); "
-                              f"use an intact step_*.pt from the same folder instead, or train again") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a dllm_lite training checkpoint; pass a file written by dllm_lite.train")
-    return state
-
-
-def load_checkpoint(path, device="cpu"):
-    """Rebuild (net, tokenizer, cfg, state) from a checkpoint file or an exported folder; net is in
-    eval mode on `device`.
-
-    For a checkpoint file, `state` is the whole dict (step, optimizer, rng, data position, config, ...).
-    For a folder written by dllm_lite.export, it holds no training state, only
-    {"format": "dllm_lite-export-1", "step": the step it was exported at (or None), "path": the folder}.
-    """
-    if Path(path).is_dir():
-        from .export import EXPORT_FORMAT, load_pretrained  # here, not on top: export.py imports this module
-
-        net, tokenizer, cfg = load_pretrained(path, device)
-        step = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("step")
-        return net, tokenizer, cfg, {"format": EXPORT_FORMAT, "step": step, "path": str(path)}
-    state = read_checkpoint(path)
-    missing = [key for key in ("config", "tokenizer", "model") if key not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks its {missing[0]!r} entry; use an intact step_*.pt from the "
-                              f"same folder instead, or train again")
-    cfg = config_from_dict(state["config"], source=str(path))
-    tokenizer = tokenizer_from_state(state["tokenizer"])
-    net = build_model(cfg, tokenizer.vocab_size)
-    net.load_state_dict(state["model"])
-    return net.to(device).eval(), tokenizer, cfg, state
 
 
 def check_compatible(state: dict, cfg, path: Path) -> None:

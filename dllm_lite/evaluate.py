@@ -44,8 +44,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
 from .data import DataError, load_tokens
+from .load import load_checkpoint
 from .loss import ar_loss, ar_sft_loss, nll_bound
 from .pairs import load_pairs, pack_pairs, read_pairs
 from .sample import STRATEGIES, answer

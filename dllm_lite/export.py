@@ -23,34 +23,27 @@ none of that. An export keeps what they do need, in one folder:
 The files are written by huggingface_hub's PyTorchModelHubMixin, which `model.Transformer`
 inherits: `Transformer.from_pretrained(folder or Hub repo id)` returns the network alone,
 `load_pretrained(folder)` the network, tokenizer and config, after checking the files belong
-together; `checkpoint.load_checkpoint` accepts such a folder too, so every command that takes
---checkpoint does. An --out folder that holds a different export is refused unless --overwrite
+together (it is defined in load.py, beside the reading of training checkpoints, and imported
+here); `load_checkpoint` accepts such a folder too, so every command that takes --checkpoint
+does. An --out folder that holds a different export is refused unless --overwrite
 is given (the same export again is fine); files other than these three are never touched.
 """
 
 import argparse
 import filecmp
-import json
 import os
 import sys
 import tempfile
-import typing
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
-from safetensors import SafetensorError
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import config_from_dict, config_to_dict
-from .model import ModelConfig, Transformer
-from .tokenize import tokenizer_from_state
+from .config import config_to_dict
+from .load import EXPORT_FORMAT, CheckpointError, load_checkpoint, load_pretrained
+from .model import Transformer
 
 __all__ = ["export_model", "export_checkpoint", "load_pretrained", "main", "EXPORT_FORMAT"]
-
-EXPORT_FORMAT = "dllm_lite-export-1"
-REQUIRED = ("cfg", "tokenizer", "objective", "mask_id", "run_config")
-HOW_TO_EXPORT = "export it again with python -m dllm_lite.export --checkpoint FILE --out DIR"
 
 
 def export_model(net: Transformer, tokenizer, cfg, out_dir, step: "int | None" = None, overwrite: bool = False) -> Path:
@@ -87,73 +80,6 @@ def export_checkpoint(checkpoint, out_dir, overwrite: bool = False) -> Path:
     net, tokenizer, cfg, state = load_checkpoint(checkpoint)
     return export_model(net, tokenizer, cfg, out_dir, step=state.get("step"), overwrite=overwrite)
 
-
-def _fail(path: Path, problem: str, fix: str = HOW_TO_EXPORT) -> typing.NoReturn:
-    raise CheckpointError(f"{path} {problem}; {fix}")
-
-
-def _read_config(folder: Path) -> dict:
-    """config.json of an export, checked to be ours and complete."""
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        latest = folder / "latest.pt"
-        if latest.is_file():
-            _fail(folder, "is a training run, not an export", f"pass {latest}, or export it with python -m "
-                  f"dllm_lite.export --checkpoint {latest} --out DIR")
-        _fail(path, "is missing, so this folder is not a dllm_lite export", "pass a checkpoint file, or a folder "
-              "written by python -m dllm_lite.export --checkpoint FILE --out DIR")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        _fail(path, f"is not valid JSON ({error})")
-    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        _fail(path, f"was not written by dllm_lite.export (no \"format\": \"{EXPORT_FORMAT}\")")
-    missing = [key for key in REQUIRED if key not in config]
-    if missing:
-        _fail(path, f"lacks the {missing[0]!r} entry")
-    return config
-
-
-def load_pretrained(folder, device="cpu"):
-    """Rebuild (net, tokenizer, cfg) from an exported folder; net is in eval mode on `device`.
-
-    Only JSON and safetensors are read, so nothing in the folder can run code. A missing file,
-    or files that do not belong together, raise a CheckpointError naming the file and the fix.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        _fail(folder, "is not a folder", f"pass an exported folder, or {HOW_TO_EXPORT}")
-    config, config_path, weights = _read_config(folder), folder / CONFIG_NAME, folder / SAFETENSORS_SINGLE_FILE
-    cfg = config_from_dict(config["run_config"], source=f"{config_path} (run_config)")
-    try:
-        tokenizer = tokenizer_from_state(config["tokenizer"])
-    except (ValueError, KeyError, TypeError) as error:
-        _fail(config_path, f"has a tokenizer entry that cannot be rebuilt ({error})")
-    try:
-        model_cfg = ModelConfig(**config["cfg"])
-    except (ValueError, TypeError) as error:
-        _fail(config_path, f"has a 'cfg' entry that is not a model config ({error})")
-    expected = ModelConfig(vocab_size=tokenizer.vocab_size, causal=cfg.train.objective == "autoregressive",
-                           **asdict(cfg.model))
-    differ = [f.name for f in fields(ModelConfig) if getattr(model_cfg, f.name) != getattr(expected, f.name)]
-    if differ:
-        name = differ[0]
-        _fail(config_path, f"does not hold together: its cfg has {name}={getattr(model_cfg, name)!r} but its "
-              f"tokenizer {tokenizer.name!r} and run_config give {getattr(expected, name)!r}")
-    if (config["objective"], config["mask_id"]) != (cfg.train.objective, tokenizer.mask_id):
-        _fail(config_path, f"says objective={config['objective']!r}, mask_id={config['mask_id']} but its run_config and "
-              f"tokenizer give {cfg.train.objective!r}, {tokenizer.mask_id}")
-    if not weights.is_file():
-        _fail(weights, "is missing", f"put the weights file of this export next to config.json, or {HOW_TO_EXPORT}")
-    try:
-        net = Transformer.from_pretrained(folder, map_location=str(device))
-    except SafetensorError as error:
-        _fail(weights, f"is truncated or not a safetensors file ({error})")
-    except RuntimeError as error:  # load_state_dict: a weight missing, extra, or of another shape
-        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
-        _fail(weights, f"does not fit {CONFIG_NAME} ({detail[:300]})",
-              f"the two files come from different models: {HOW_TO_EXPORT}")
-    return net, tokenizer, cfg
 
 
 def main(argv=None) -> int:

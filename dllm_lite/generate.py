@@ -29,9 +29,10 @@ from contextlib import nullcontext
 
 import torch
 
+from .load import load_checkpoint
 from .sample import STRATEGIES, decode_blocks, generate
 from .tokenize import TiktokenTokenizer
-from .train import load_checkpoint, resolve_device
+from .train import resolve_device
 
 __all__ = ["parse_prompt", "main", "MASK_PATTERN"]
 

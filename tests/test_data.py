@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dllm_lite import data, tokenize
+from dllm_lite import data, sources, token_cache, tokenize
 from dllm_lite.config import ConfigError, DataSection, config_from_dict
 
 
@@ -64,7 +64,7 @@ def test_second_load_reads_the_cache_without_tokenizing(tmp_path, monkeypatch, c
     def no_loading(*args, **kwargs):
         raise AssertionError("the second load must come from the cache")
 
-    monkeypatch.setattr(data, "_documents", no_loading)
+    monkeypatch.setattr(token_cache, "documents", no_loading)
     monkeypatch.setattr(datasets, "load_dataset", no_loading)
     again = data.load_tokens(cfg, gpt2, "validation")
     out = capsys.readouterr().out
@@ -209,7 +209,7 @@ def test_hub_names_go_through_the_same_load_dataset_call(tmp_path, monkeypatch):
         calls.append((path, kwargs))
         raise FileNotFoundError("stop here")
 
-    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda endpoint: True)
     monkeypatch.setattr(datasets, "load_dataset", record)
     folder = make_hub_folder(tmp_path / "wikitext")
     for dataset in ("wikitext", str(folder)):
@@ -228,7 +228,7 @@ def serve_hub_dataset(monkeypatch, tmp_path, texts_at):
     calls = []
     hub_cache = tmp_path / "hf_hub"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setattr(data, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda endpoint: True)
 
     def load_dataset(path, name=None, revision=None, **kwargs):
         calls.append((path, revision))
@@ -268,7 +268,7 @@ def test_a_new_commit_of_the_default_branch_is_tokenized_again(tmp_path, monkeyp
     main_ref.write_text("b" * 40)  # what any later download from the hub records
     assert byte.decode(data.load_tokens(cfg, byte, "train")) == hub["text"] + "<|endoftext|>"
     assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.bin"))) == 2
-    assert data._hub_commit("owner/corpus", "c" * 40) == "c" * 40  # a commit sha needs no lookup
+    assert token_cache._hub_commit("owner/corpus", "c" * 40) == "c" * 40  # a commit sha needs no lookup
 
 
 def test_the_cache_key_follows_the_tokenizer_and_the_files(tmp_path):
@@ -278,11 +278,11 @@ def test_the_cache_key_follows_the_tokenizer_and_the_files(tmp_path):
     tokenizers = [tokenize.get_tokenizer("gpt2"), tokenize.get_tokenizer("byte"),
                   tokenize.get_tokenizer("char", text="abc"), tokenize.get_tokenizer("char", text="abd"),
                   tokenize.tokenizer_from_state({"name": "byte", "vocab_size": 257})]  # the layout without eot
-    paths = {data._cache_paths(cfg, tok, "train", data._source(cfg))[0] for tok in tokenizers}
+    paths = {token_cache._cache_paths(cfg, tok, "train", sources.resolve_source(cfg))[0] for tok in tokenizers}
     assert len(paths) == len(tokenizers)
-    before = data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0]
+    before = token_cache._cache_paths(cfg, tokenizers[0], "train", sources.resolve_source(cfg))[0]
     doc.write_text("other text, same tokenizer")
-    assert data._cache_paths(cfg, tokenizers[0], "train", data._source(cfg))[0] != before
+    assert token_cache._cache_paths(cfg, tokenizers[0], "train", sources.resolve_source(cfg))[0] != before
 
 
 def test_revision_is_only_for_hub_datasets(tmp_path):
@@ -338,7 +338,7 @@ def test_unreachable_hub_fails_fast_with_the_offline_options(tmp_path, monkeypat
         raise AssertionError("load_dataset must not run when the hub is unreachable")
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(data.socket, "create_connection", refused)
+    monkeypatch.setattr(sources.socket, "create_connection", refused)
     monkeypatch.setattr(datasets, "load_dataset", never)
     started = time.time()
     with pytest.raises(data.DataError) as error:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import CORPUS, assert_one_line_error, write_config
-from dllm_lite import data, tokenize, train
+from dllm_lite import data, token_cache, tokenize, train
 from dllm_lite.config import DataSection
 
 
@@ -83,7 +83,7 @@ def test_a_damaged_cache_whose_text_is_gone_is_one_line_naming_both(tmp_path, mo
     def gone(*args, **kwargs):
         raise data.DataError("could not load 'owner/corpus': HF_HUB_OFFLINE=1 is set and it is not cached")
 
-    monkeypatch.setattr(data, "_documents", gone)
+    monkeypatch.setattr(token_cache, "documents", gone)
     with pytest.raises(data.DataError) as error:
         data.load_tokens(cfg, tok, "train")
     message = str(error.value)
@@ -94,9 +94,9 @@ def test_a_damaged_cache_whose_text_is_gone_is_one_line_naming_both(tmp_path, mo
 def test_the_checksum_reads_the_file_in_chunks(tmp_path, monkeypatch):
     path = tmp_path / "tokens.bin"
     np.arange(1000, dtype=np.uint16).tofile(path)
-    whole = data._checksum(path)
-    monkeypatch.setattr(data, "CHECK_CHUNK", 6)  # 334 reads, the last one short
-    assert data._checksum(path) == whole == hashlib.sha256(path.read_bytes()).hexdigest()
+    whole = token_cache._checksum(path)
+    monkeypatch.setattr(token_cache, "CHECK_CHUNK", 6)  # 334 reads, the last one short
+    assert token_cache._checksum(path) == whole == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def blocked_paths(tmp_path):
