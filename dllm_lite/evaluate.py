@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from .data import DataError, load_tokens
+from .data_checks import check_utf8
 from .load import load_checkpoint
 from .loss import ar_loss, ar_sft_loss, nll_bound
 from .pairs import load_pairs, pack_pairs, read_pairs
@@ -267,6 +268,7 @@ def main(argv=None) -> int:
     try:
         out = check_out_path(args.out) if args.out is not None else None
         check_offset(args.offset, pairs=bool(args.pairs))
+        prompts, responses, lines = read_pairs(args.pairs) if args.pairs else (None, None, None)  # before the model
         for key in ("samples", "batch_size"):
             if getattr(args, key) < 1:
                 raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
@@ -279,7 +281,6 @@ def main(argv=None) -> int:
         common = dict(batch_size=args.batch_size, seed=args.seed)
         with autocast:
             if args.pairs:
-                prompts, responses, lines = read_pairs(args.pairs)
                 _check_prompts(args.pairs, prompts, lines, tokenizer, cfg.model.seq_len)
                 prompts, responses, skipped = fitting_pairs(tokenizer, prompts, responses, cfg.model.seq_len)
                 generator = torch.Generator(device=device).manual_seed(args.seed)
@@ -296,6 +297,7 @@ def main(argv=None) -> int:
                 path = Path(args.text)
                 if not path.is_file():
                     raise ValueError(f"no text file at {path}")
+                check_utf8([str(path)])  # names the file and the byte, where read_text would not
                 rows = text_rows(path.read_text(encoding="utf-8"), tokenizer, cfg.model.seq_len, args.offset)
                 result = likelihood(net, rows, tokenizer.mask_id, cfg.train.schedule, args.samples, **common)
                 last = _line(result)
