@@ -109,3 +109,10 @@ def test_offset_is_refused_for_pairs(pairs_checkpoint, tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("1+2=3" * 24, encoding="utf-8")
     assert evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1", "--offset", "3"]) == 0
+
+
+def test_a_text_file_that_is_not_utf8_is_named(pairs_checkpoint, tmp_path, capsys):
+    text = tmp_path / "latin1.txt"
+    text.write_bytes(b"1+2=3 caf\xe9 " * 20)
+    code = evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1"])
+    assert_one_line_error(code, capsys.readouterr().err, str(text), "not UTF-8", "offset 9")
