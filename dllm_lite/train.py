@@ -57,7 +57,8 @@ import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
-from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
+from ._run import (Aborted, Clock, FolderInUseError, Interval, MetricsFile, Ranks, RunLock, StopSignals, count,
+                   quiet_progress)
 from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, initial_weights,
                          load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
 from .config import ConfigError, config_to_dict, load_config
@@ -72,7 +73,7 @@ from .tokenize import EncodingDownloadError
 
 __all__ = [
     "train", "main", "build_model", "lr_at", "diffusion_step_loss", "evaluate", "load_checkpoint",
-    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError",
+    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError", "FolderInUseError",
 ]
 
 class DivergedError(RuntimeError):
@@ -308,11 +309,19 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
 
     resume: False to start fresh, True to continue from <out_dir>/latest.pt, or a checkpoint path.
     overwrite: start fresh even if out_dir holds an earlier run's checkpoints (they are deleted).
+    The run holds an exclusive lock on out_dir (`_run.RunLock`) until it returns: a second run on the
+    same folder raises FolderInUseError naming the first one's PID.
     Raises ConfigError / DataError / CheckpointError for bad input and DivergedError on a NaN loss.
     """
-    t = cfg.train
-    out_dir = Path(t.out_dir)
+    out_dir = Path(cfg.train.out_dir)
     usable_folder(out_dir, "train.out_dir")  # a file, a path under a file, /proc ...: one line, before any work
+    with RunLock(out_dir, main=int(os.environ.get("RANK", "0")) == 0):  # held until the run ends: one run per folder
+        return _start(cfg, out_dir, resume, overwrite)
+
+
+def _start(cfg, out_dir: Path, resume, overwrite: bool) -> dict:
+    """train() under the run folder's lock: read the checkpoint to resume or clear an old run, then train."""
+    t = cfg.train
     state = None
     if resume:
         path = out_dir / "latest.pt" if resume is True else Path(resume)
@@ -652,7 +661,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         summary = train(cfg, resume=args.resume_from or args.resume, overwrite=args.overwrite)
-    except (ConfigError, DataError, CheckpointError, EncodingDownloadError) as error:
+    except (ConfigError, DataError, CheckpointError, EncodingDownloadError, FolderInUseError) as error:
         if rank == 0:
             print(f"error: {error}", file=sys.stderr)
         return 2

@@ -57,7 +57,7 @@ def test_train_writes_metrics_plot_and_checkpoints(tmp_path, capsys):
     assert (out_dir / "loss.png").stat().st_size > 1000 and (out_dir / "config.yaml").is_file()
     # keep_last=2 of the checkpoints at steps 2, 4, 6; latest.pt is the newest; no temporary file left
     assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".pt") == ["latest.pt", "step_000004.pt", "step_000006.pt"]
-    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out_dir.iterdir() if p.name.startswith(".")] == [".run.lock"]  # no half-written file left
     net, tokenizer, cfg2, state = train.load_checkpoint(out_dir / "latest.pt")
     assert state["step"] == 6 and cfg2.model == cfg.model and tokenizer.decode(tokenizer.encode("fox")) == "fox"
     assert set(state) >= {"model", "optimizer", "rng", "data", "config", "tokenizer", "lr"}
