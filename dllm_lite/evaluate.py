@@ -50,7 +50,7 @@ from .load import load_checkpoint
 from .loss import ar_loss, ar_sft_loss, nll_bound
 from .pairs import load_pairs, pack_pairs, read_pairs
 from .sample import STRATEGIES, answer
-from .train import resolve_device
+from .devices import resolve_device
 
 __all__ = ["text_rows", "rows_of", "likelihood", "pair_likelihood", "text_nats", "exact_match", "check_out_path",
            "write_results", "fitting_pairs", "check_offset", "main"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, make_config, write_config
-from dllm_lite import generate, train
+from dllm_lite import generate, train, validation
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def loss_records(out_dir) -> list[dict]:
 def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_path, monkeypatch):
     """Each validation batch takes 1 s; SIGTERM half a second into the evaluation stops the run before the
     next batch, with a checkpoint of that step and no half-finished evaluation record."""
-    nll_bound, sent = train.nll_bound, []
+    nll_bound, sent = validation.nll_bound, []
 
     def slow_bound(*args, **kwargs):
         if not sent:
@@ -44,7 +44,7 @@ def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_pat
         time.sleep(1.0)
         return nll_bound(*args, **kwargs)
 
-    monkeypatch.setattr(train, "nll_bound", slow_bound)
+    monkeypatch.setattr(validation, "nll_bound", slow_bound)
     cfg = make_config(tmp_path, "train.max_steps=10", "train.eval_every=2", "train.eval_batches=1000",
                       "train.save_every=100")
     summary = train.train(cfg)
@@ -56,8 +56,8 @@ def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_pat
 
 def test_eval_batches_beyond_the_split_are_capped_and_said_once(tmp_path, monkeypatch, capsys):
     calls = []
-    nll_bound = train.nll_bound
-    monkeypatch.setattr(train, "nll_bound", lambda *a, **k: calls.append(1) or nll_bound(*a, **k))
+    nll_bound = validation.nll_bound
+    monkeypatch.setattr(validation, "nll_bound", lambda *a, **k: calls.append(1) or nll_bound(*a, **k))
     cfg = make_config(tmp_path, "train.max_steps=4", "train.eval_every=2", "train.eval_batches=100000000")
     train.train(cfg)
     out = capsys.readouterr().out
