@@ -11,6 +11,8 @@
   on the host only when a line is written, plus the tokens/s of that interval.
 - `StopSignals`: SIGINT / SIGTERM ask the loop to stop after the current step.
 - `MetricsFile`: metrics.jsonl, one JSON object per log line and per evaluation.
+- `RunLock`: an exclusive lock on the run folder for the run's lifetime, so that two runs
+  started on one `train.out_dir` cannot interleave their checkpoints and metrics.
 """
 
 import json
@@ -24,6 +26,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the run folder is then not locked
+    fcntl = None
 
 
 class Ranks:
@@ -192,6 +199,47 @@ class MetricsFile:
         if self.main:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive `flock` on <out_dir>/.run.lock, held from before the folder is looked at until the run ends.
+
+    The lock file holds the holder's PID, so a second run is refused with one line naming it. The
+    operating system releases the lock when its process dies (kill -9 included), so there is
+    never a stale lock to clean up. Only rank 0 of a torchrun group takes it (`main`). On a
+    platform without `fcntl` (Windows) nothing is locked.
+    """
+
+    def __init__(self, out_dir: Path, main: bool = True):
+        self.path, self.main, self.file = Path(out_dir) / ".run.lock", main, None
+
+    def __enter__(self):
+        if not self.main or fcntl is None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            self.file = None
+            raise FolderInUseError(f"{self.path.parent} is in use by another run (PID {holder}); wait for it to end, "
+                                   f"stop it, or set train.out_dir to another folder") from None
+        self.file.truncate(0)
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.close()  # closing the file releases the lock
+            self.file = None
 
 
 def count(n: int) -> str:

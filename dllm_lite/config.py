@@ -9,21 +9,21 @@ A config file has up to four sections and two top-level keys::
     train:  {objective: diffusion, batch_size: 32, max_steps: 1000, lr: 3e-4}
     sample: {length: 128, steps: 64, strategy: confidence}
 
-Every key has a default (the dataclasses below), so a file lists only what it changes.
-Dotted overrides change one value from the command line (``train.max_steps=200``,
-``data.subset=null``); the value is read as YAML. Validation is strict: an unknown key, a
-wrong type or an impossible value is a `ConfigError` whose single line names the file, the
-key and the fix, before a model is built or a byte of data is read.
+Every key has a default (the dataclasses of config_keys.py, re-exported here), so a file
+lists only what it changes. Dotted overrides change one value from the command line
+(``train.max_steps=200``, ``data.subset=null``); the value is read as YAML. Validation is
+strict: an unknown key, a wrong type or an impossible value is a `ConfigError` whose single
+line names the file, the key and the fix, before a model is built or a byte of data is read.
 
 YAML 1.1 (PyYAML) reads ``1e-3`` as a *string* (it wants ``1.0e-3``), so float fields
 accept numeric strings, and whole-number fields accept ``1e4``. Float fields must be finite
 (``.nan`` and ``.inf`` are refused for all of them).
 
-The YAML is read by PyYAML's safe loader with two refusals it lacks: a key written twice in
-one mapping (YAML forbids it; PyYAML keeps the last silently), and aliases that expand the
-document far beyond its text (the "billion laughs": nine aliases of nine aliases of ... make
-millions of values out of a few lines). Messages quote values shortened with `reprlib`, so a
-huge value never makes a huge message.
+The files of a config:
+
+    config_keys.py  the sections as dataclasses: every key, its type, its default and its meaning
+    config_yaml.py  PyYAML's safe loader, refusing a repeated key and an alias bomb
+    config.py       this file: load_config, the dotted overrides, the strict checks
 
 References: nanoGPT's configurator.py (a file plus ``--key=value`` overrides);
 Python's dataclasses and difflib (the "did you mean" hints).
@@ -34,14 +34,14 @@ import dataclasses
 import difflib
 import math
 import re
-import reprlib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .config_keys import SECTIONS, TOP_LEVEL, Config, DataSection, ModelSection, SampleSection, TrainSection
+from .config_yaml import ConfigLoader, Refused, show
 from .corrupt import SCHEDULES
 from .sample import STRATEGIES
 from .tokenize import BUNDLED_CORPORA, available_tokenizers
@@ -56,117 +56,7 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the fix."""
 
 
-@dataclass
-class ModelSection:
-    """The denoiser's shape (vocab_size comes from the tokenizer, causal from train.objective)."""
-
-    n_layer: int = 6  # Transformer blocks
-    n_head: int = 6  # attention heads per block; must divide n_embd
-    n_embd: int = 384  # width of the residual stream
-    seq_len: int = 256  # tokens per training row, and the longest sequence the model can read
-    dropout: float = 0.0  # dropout on attention and MLP outputs (0: off)
-    position: str = "rotary"  # "rotary" | "learned"
-    mlp_ratio: int = 4  # the MLP's hidden width over n_embd
-    conv: int = 0  # width of the blocks' short convolution over neighbouring positions (0: none; model.LocalMix)
-    activation_checkpointing: bool = False  # recompute each block in the backward pass: less memory, more time
-    init_std: float = 0.02  # weight matrices' init std (GPT-2)
-    embed_init_std: float = 0.02  # token embedding's init std; a character model learns faster with 1.0
-    # block diffusion (train.objective: block_diffusion): blocks of this many tokens. It lives with the model,
-    # not the training, because it is the trained network's attention pattern and the way it must be sampled
-    block_size: int | None = None
-
-
-@dataclass
-class DataSection:
-    """Where the text comes from and how it becomes token ids (see dllm_lite.data)."""
-
-    dataset: str = "tiny_shakespeare"  # bundled corpus | text/json/parquet | hub short name | hub id | folder
-    subset: str | None = None  # hub config name, e.g. "wikitext-103-raw-v1"
-    revision: str | None = None  # hub dataset branch, tag or commit sha (null: the default branch)
-    data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
-    text_field: str = "text"  # the column that holds the text (hub, json, parquet)
-    # prompt/response pairs (pairs.py): set prompt_field to train on pairs instead of text; a list of columns is
-    # joined with newlines (e.g. an instruction dataset's [instruction, input])
-    prompt_field: str | list[str] | None = None
-    response_field: str = "response"  # with prompt_field: the column that holds the answer
-    tokenizer: str = "gpt2"  # "gpt2" | "char" | "byte" | any tiktoken encoding
-    val_fraction: float = 0.05  # share of the text carved out as validation when the dataset has no validation split
-    max_tokens: int | None = None  # cap on training tokens (validation: val_fraction of it, unless val_tokens)
-    val_tokens: int | None = None  # cap on validation tokens (null: val_fraction of max_tokens): slice the training
-                                   #   text with max_tokens and keep the same validation set
-    streaming: bool | None = None  # None: stream the big hub sets (openwebtext, c4, the_pile); bundled text never is
-    num_proc: int | None = None  # worker processes for tokenizing
-    cache_dir: str = ".cache/dllm_lite"  # where tokenized data (and hub downloads) are kept between runs
-
-
-@dataclass
-class TrainSection:
-    """The optimisation: objective, batch, optimiser and its schedule, evaluation, checkpoints, device."""
-
-    objective: str = "diffusion"  # "diffusion" | "autoregressive" | "block_diffusion" (needs model.block_size)
-    weighting: str = "elbo"  # "elbo" (w(t) = -alpha'/(1-alpha)) | "mean" (plain masked cross-entropy)
-    schedule: str = "linear"  # alpha(t): "linear" | "cosine" | "quadratic" (corrupt.SCHEDULES)
-    batch_size: int = 32  # rows per micro-batch (per process with torchrun)
-    grad_accum: int = 1  # micro-batches per optimiser step
-    max_steps: int = 1000  # optimiser steps; also sets the length of the lr cosine
-    max_minutes: float | None = None  # stop after this much wall time; the lr cosine then keeps pace (train.lr_at)
-    optimizer: str = "adamw"  # "adamw" | "muon" (Muon for the blocks' matrices, AdamW for the rest; see muon.py)
-    muon_lr: float | None = None  # Muon's peak learning rate (null: lr); same warm-up and decay, scaled
-    lr: float = 3e-4  # peak learning rate, reached after warmup_steps
-    min_lr: float = 3e-5  # learning rate at the end of the cosine
-    warmup_steps: int = 100  # steps of linear warm-up from 0 to lr
-    weight_decay: float = 0.1  # AdamW decoupled weight decay, on the matrices and the embedding (never norm gains)
-    beta1: float = 0.9  # AdamW first-moment decay
-    beta2: float = 0.95  # AdamW second-moment decay
-    grad_clip: float = 1.0  # 0 turns clipping off
-    eval_every: int = 200  # steps between validation passes (and one at the end)
-    eval_batches: int = 8  # validation batches per pass (the same ones every time)
-    bound_samples: int = 4  # t samples per validation sequence for the NLL bound
-    log_every: int = 10  # steps between lines of the training log
-    save_every: int = 500  # steps between checkpoints (and one whenever training stops)
-    keep_last: int = 3  # numbered checkpoints kept on disk (latest.pt is always kept)
-    out_dir: str | None = None  # None: runs/<name>
-    init_from: str | None = None  # a checkpoint to start from: its weights (and tokenizer), a fresh optimiser
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
-    dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
-    compile: bool = False  # torch.compile the model (falls back to eager, with a message, if it fails)
-    seed: int = 0  # seeds the weights, the batches and the noise
-
-
-@dataclass
-class SampleSection:
-    """Defaults for generation (see dllm_lite.sample.generate)."""
-
-    length: int = 128  # tokens to generate
-    steps: int = 64  # denoising steps (network calls, at most)
-    strategy: str = "confidence"  # "ancestral" | "confidence" | "threshold" | "left_to_right" | "random"
-    temperature: float = 1.0  # divides the logits before a value is drawn (0: greedy; lower: safer)
-    top_k: int | None = None  # draw only from the k most likely tokens (null: all)
-    top_p: float | None = None  # draw only from the smallest set with this much probability (null: all)
-    block_size: int | None = None  # decode in blocks of this many positions, left to right (null: one block)
-    threshold: float | None = None  # strategy "threshold": reveal every mask whose confidence exceeds it
-
-
-@dataclass
-class Config:
-    """A whole run. `name` defaults to the config file's stem; `params` is a claim like "25M".
-    `train.out_dir` defaults to runs/<name>."""
-
-    name: str = "default"  # the run's name (default: the config file's stem); runs/<name> holds its files
-    params: str | None = None  # a size claim such as "25M", checked by a test against the built model
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    sample: SampleSection = field(default_factory=SampleSection)
-
-    def __post_init__(self):
-        if self.train.out_dir is None:
-            self.train.out_dir = f"runs/{self.name}"
-
-
-SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "sample": SampleSection}
 OBJECTIVES = ("diffusion", "autoregressive", "block_diffusion")
-TOP_LEVEL = ("name", "params")
 MOVED = {"data.max_length": "model.seq_len", "model.vocab_size": "data.tokenizer (the tokenizer sets it)",
          "model.causal": "train.objective=autoregressive"}
 EXAMPLES = {"name": "tiny", "params": "25M", "data.dataset": "tiny_shakespeare", "data.subset": "wikitext-103-raw-v1",
@@ -174,83 +64,6 @@ EXAMPLES = {"name": "tiny", "params": "25M", "data.dataset": "tiny_shakespeare",
             "data.cache_dir": ".cache/dllm_lite", "train.out_dir": "runs/tiny", "train.device": "auto"}
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes [0, 2**32 - 1]
-ALIAS_LIMIT = 10_000  # values that YAML aliases may add to a document; a real config's aliases add a handful
-
-_SHORT = reprlib.Repr()  # repr for messages: strings cut to ~80 characters, containers to 6 items, 2 levels deep
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 80, 80, 2
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
-
-
-def _show(value) -> str:
-    """repr(value) short enough for a one-line message, whatever the value's size."""
-    return _SHORT.repr(value)
-
-
-class _Refused(yaml.YAMLError):
-    """YAML that parses but that a config may not be; the message says why and the fix."""
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, refusing a key repeated in one mapping and an alias bomb.
-
-    The composer builds a graph of nodes in which an alias is the anchored node itself, so
-    a bomb is small as a graph and only explodes when walked as a tree (repr, validation).
-    `get_single_node` measures that tree size on the graph, each node once, before anything
-    is constructed.
-    """
-
-    def get_single_node(self):
-        node = super().get_single_node()
-        if node is not None:
-            sizes: dict[int, float] = {}
-            added = _tree_size(node, sizes, set()) - len(sizes)  # values that exist only through aliases
-            if added > ALIAS_LIMIT:
-                raise _Refused(f"its YAML aliases (*name) expand it by more than {ALIAS_LIMIT:,} values (an alias "
-                               f"bomb, or an alias inside its own anchor); write the values out instead")
-        return node
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):  # anything else: SafeConstructor's own error
-            self._check_unique_keys(node)
-        return super().construct_mapping(node, deep=deep)
-
-    def _check_unique_keys(self, node) -> None:
-        """Refuse a key written twice in one mapping (keys that compare equal, like 1 and 1.0, count as one)."""
-        lines = {}  # key -> the line it first appears on
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden: that is its use
-                continue
-            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
-            try:
-                repeated = key in lines
-            except TypeError:  # an unhashable key: SafeConstructor's own error names it
-                continue
-            if repeated:
-                raise _Refused(f"key {_show(key)} appears twice in one mapping (line {lines[key]} and line {line}); "
-                               f"keep one of them")
-            lines[key] = line
-
-
-def _tree_size(node, sizes: dict, open_nodes: set) -> float:
-    """How many values `node` holds once every alias is written out: 1 + its children's sizes.
-
-    Memoised by node in `sizes`, so a bomb costs one visit per distinct node; an alias that
-    points into the node being measured would repeat without end (infinity).
-    """
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if id(node) in open_nodes:
-        return math.inf
-    open_nodes.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [child for pair in node.value for child in pair]
-    else:
-        children = []
-    sizes[id(node)] = 1 + sum(_tree_size(child, sizes, open_nodes) for child in children)
-    open_nodes.discard(id(node))
-    return sizes[id(node)]
 
 
 def _fail(source: str, message: str) -> typing.NoReturn:
@@ -294,7 +107,7 @@ def _coerce(value, hint, source: str, key: str):
     elif list[str] in allowed and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
     example = EXAMPLES.get(key) or {int: "1000", float: "0.001", bool: "true", str: "'some text'"}[allowed[0]]
-    _fail(source, f"{key} must be {_type_name(hint)}, got {_show(value)} ({type(value).__name__}); "
+    _fail(source, f"{key} must be {_type_name(hint)}, got {show(value)} ({type(value).__name__}); "
                   f"write e.g. {key}: {example}")
 
 
@@ -327,7 +140,7 @@ def _check_key(section: str, key, source: str) -> None:
     if dotted in MOVED:
         _fail(source, f"{dotted} is not a config key; use {MOVED[dotted]} instead")
     if key not in fields:
-        _fail(source, f"unknown key {_show(dotted)}: {_suggest(str(key), fields, f'the {section} keys')}")
+        _fail(source, f"unknown key {show(dotted)}: {_suggest(str(key), fields, f'the {section} keys')}")
 
 
 def _require(ok: bool, source: str, message: str) -> None:
@@ -359,10 +172,10 @@ def _validate(cfg: Config, source: str) -> None:
              f"data.dataset={d.dataset} reads local files but data.data_files is not set; "
              f"add e.g. data.data_files: path/*.{'txt' if d.dataset == 'text' else d.dataset}")
     _require(d.data_files is None or local or "/" in d.dataset or Path(d.dataset).is_dir(), source,
-             f"data.data_files is set but data.dataset={_show(d.dataset)} does not read files; "
+             f"data.data_files is set but data.dataset={show(d.dataset)} does not read files; "
              f"set data.dataset to text, json or parquet (or remove data.data_files)")
     _require(d.revision is None or not (local or d.dataset in BUNDLED_CORPORA or Path(d.dataset).is_dir()), source,
-             f"data.revision is for hub datasets, but data.dataset={_show(d.dataset)} is read from local files; "
+             f"data.revision is for hub datasets, but data.dataset={show(d.dataset)} is read from local files; "
              f"remove data.revision")
     _require(d.revision is None or d.revision.strip() != "", source,
              "data.revision is empty; name a branch, tag or commit sha, or write data.revision: null")
@@ -376,7 +189,7 @@ def _validate(cfg: Config, source: str) -> None:
     _require(d.prompt_field is None or (prompt_fields and all(f.strip() for f in prompt_fields)), source,
              "data.prompt_field is empty; name the column that holds the prompt, e.g. data.prompt_field: prompt")
     _require(d.response_field.strip() != "" and d.response_field not in prompt_fields, source,
-             f"data.response_field={_show(d.response_field)} must name a column that is not a prompt column, "
+             f"data.response_field={show(d.response_field)} must name a column that is not a prompt column, "
              f"e.g. data.response_field: response")
     _require(d.prompt_field is None or not d.streaming, source, "pairs (data.prompt_field) are read whole, not "
              "streamed; set data.streaming: false")
@@ -401,7 +214,7 @@ def _validate(cfg: Config, source: str) -> None:
     _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
     _choice(t.dtype, ("auto", "float32", "bfloat16"), source, "train.dtype")
     _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, source,
-             f"train.device={_show(t.device)} is not a device; use auto, cpu, cuda, cuda:0 or mps")
+             f"train.device={show(t.device)} is not a device; use auto, cpu, cuda, cuda:0 or mps")
     for key in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "bound_samples",
                 "log_every", "save_every", "keep_last"):
         _require(getattr(t, key) >= 1, source, f"train.{key} must be at least 1, got {getattr(t, key)}")
@@ -448,7 +261,7 @@ def _validate(cfg: Config, source: str) -> None:
 
 def _choice(value: str, choices, source: str, key: str) -> None:
     if value not in choices:
-        _fail(source, f"{key}={_show(value)} is not a choice; {_suggest(value, choices)}")
+        _fail(source, f"{key}={show(value)} is not a choice; {_suggest(value, choices)}")
 
 
 def _divisor_near(n: int, target: int) -> int:
@@ -467,7 +280,7 @@ def config_from_dict(d: dict, source: str = "<dict>") -> Config:
         elif key in TOP_LEVEL:
             kwargs[key] = _coerce(value, typing.get_type_hints(Config)[key], source, key)
         else:
-            _fail(source, f"unknown section {_show(key)}: "
+            _fail(source, f"unknown section {show(key)}: "
                           f"{_suggest(str(key), [*SECTIONS, *TOP_LEVEL], 'a config has')}")
     if kwargs.get("name") is None:
         kwargs.pop("name", None)
@@ -488,17 +301,17 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
     `data.data_files=[a.txt, b.txt]` a list. `name=...` and `params=...` set the top-level keys.
     """
     for override in overrides:
-        where = f"{source} (override {_show(override)})"
+        where = f"{source} (override {show(override)})"
         key, sep, text = override.partition("=")
         key = key.strip()
         if not sep or not key:
             _fail(where, "an override is section.key=value, e.g. train.max_steps=200")
         try:
-            value = yaml.load(text, Loader=_ConfigLoader) if text.strip() else None
-        except _Refused as error:
+            value = yaml.load(text, Loader=ConfigLoader) if text.strip() else None
+        except Refused as error:
             _fail(where, str(error))
         except yaml.YAMLError:
-            _fail(where, f"the value {_show(text)} is not valid YAML; quote it, e.g. {key}='{_show(text)[1:-1]}'")
+            _fail(where, f"the value {show(text)} is not valid YAML; quote it, e.g. {key}='{show(text)[1:-1]}'")
         parts = key.split(".")
         if len(parts) == 1 and key in TOP_LEVEL:
             d[key] = value
@@ -510,9 +323,9 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
             _check_key(parts[0], parts[1], where)
             section[parts[1]] = value
         elif len(parts) == 2:
-            _fail(where, f"unknown section {_show(parts[0])}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
+            _fail(where, f"unknown section {show(parts[0])}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
         else:
-            _fail(where, f"{_show(key)} is not section.key; use e.g. train.max_steps=200 "
+            _fail(where, f"{show(key)} is not section.key; use e.g. train.max_steps=200 "
                          f"(sections: {', '.join(SECTIONS)})")
     return d
 
@@ -537,8 +350,8 @@ def load_config(path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"config file {str(path)!r} not found; {hint}")
     source = str(path)
     try:
-        d = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
-    except _Refused as error:
+        d = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader)
+    except Refused as error:
         _fail(source, str(error))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

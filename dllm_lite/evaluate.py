@@ -19,7 +19,16 @@ bound (AR: the loss) of the answers given their prompts, per answer token.
 **Answers** (`--pairs FILE.jsonl`, records {"prompt": ..., "response": ...}). Every prompt is
 answered (`sample.answer`: greedy, one token per step unless told otherwise), and an answer
 counts when it equals the response exactly. The last line reads `exact_match=0.873 n=500`;
-`--out results.json` keeps every prompt, expected response and answer.
+`--out results.json` keeps every prompt, expected response and answer. A pair whose prompt,
+response and end-of-text do not fit in the model's rows is skipped and counted, as training
+skips it (the model could not produce that answer): `exact_match=0.873 n=497 skipped=3`,
+after a line naming the `seq_len` that would fit them all.
+
+`--out` is checked before any work (its folder must exist and take a new file), the last line
+is printed before the file is written, and the file is written whole or not at all (a
+temporary file in the same folder, then a rename), so an earlier results file is never left
+half overwritten. `--offset` shifts text rows; pairs are scored one pair per row, so it is
+refused for them.
 
 Both are precise rather than fast: every row of the file, not a sample of them.
 """
@@ -27,20 +36,24 @@ Both are precise rather than fast: every row of the file, not a sample of them.
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from .data import DataError, load_tokens
+from .data_checks import check_utf8
 from .load import load_checkpoint
 from .loss import ar_loss, ar_sft_loss, nll_bound
 from .pairs import load_pairs, pack_pairs, read_pairs
 from .sample import STRATEGIES, answer
-from .train import resolve_device
+from .devices import resolve_device
 
-__all__ = ["text_rows", "rows_of", "likelihood", "pair_likelihood", "text_nats", "exact_match", "main"]
+__all__ = ["text_rows", "rows_of", "likelihood", "pair_likelihood", "text_nats", "exact_match", "check_out_path",
+           "write_results", "fitting_pairs", "check_offset", "main"]
 
 
 def text_rows(text: str, tokenizer, seq_len: int, offset: int = 0) -> torch.Tensor:
@@ -152,6 +165,78 @@ def _check_prompts(path, prompts, lines, tokenizer, seq_len: int) -> None:
                              f"leaving no room for an answer; shorten it")
 
 
+def check_out_path(out: str) -> Path:
+    """The --out path, checked before any work: not empty, not a folder, in an existing folder that takes a
+    new file (a file is created and removed there: permission bits say nothing for root or /proc)."""
+    if not out:
+        raise ValueError("--out is empty; name a JSON file, e.g. --out results.json")
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; name a file in it, e.g. --out {path / 'results.json'}")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"--out {path}: its folder {folder} {what}; create the folder or write elsewhere")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {path}: cannot write in {folder} ({error.strerror or error}); "
+                         f"write elsewhere") from None
+    return path
+
+
+def write_results(path: Path, result: dict) -> None:
+    """Write `result` as JSON to `path` whole or not at all: a temporary file beside it, then a rename.
+
+    A full disk or a kill during the write leaves any earlier file at `path` as it was.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(result, file, indent=1, ensure_ascii=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def fitting_pairs(tokenizer, prompts, responses, seq_len: int, log=print) -> tuple[list[str], list[str], int]:
+    """(prompts, responses, skipped): the pairs whose prompt + response + end-of-text fit in `seq_len`.
+
+    The rest are skipped and counted, as training skips them (`pairs.pack_pairs`): no answer that
+    long fits in the model's rows, so scoring it would count the row's length, not the model. A
+    skip is said in one line by `log`, naming the seq_len that would fit every pair.
+    """
+    kept_prompts, kept_responses, longest = [], [], 0
+    for prompt, response, p, r in zip(prompts, responses, tokenizer.encode_batch(prompts),
+                                      tokenizer.encode_batch(responses)):
+        used = len(p) + len(r) + 1
+        longest = max(longest, used)
+        if used <= seq_len:
+            kept_prompts.append(prompt)
+            kept_responses.append(response)
+    skipped = len(prompts) - len(kept_prompts)
+    if not kept_prompts:
+        raise ValueError(f"no pair fits in the model's seq_len={seq_len} (prompt + response + end-of-text, the "
+                         f"longest {longest} tokens); a model with seq_len={longest} would fit them")
+    if skipped:
+        log(f"skipped {skipped} of {len(prompts)} pairs longer than the model's seq_len={seq_len} (prompt + "
+            f"response + end-of-text, the longest {longest}); a model with seq_len={longest} would fit them all")
+    return kept_prompts, kept_responses, skipped
+
+
+def check_offset(offset: int, pairs: bool) -> None:
+    """--offset shifts text rows; a pairs file or a checkpoint trained on pairs is scored one pair per row."""
+    if offset < 0:
+        raise ValueError(f"--offset must be at least 0, got {offset}")
+    if offset and pairs:
+        raise ValueError(f"--offset {offset} shifts text rows, and pairs are scored one pair per row; drop --offset "
+                         f"(or score text with --text)")
+
+
 def _line(result: dict) -> str:
     """The last line: key=value pairs, the number first."""
     key = "nll_bound" if "nll_bound" in result else "loss"
@@ -181,8 +266,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = parser.parse_args(argv)
     try:
-        if args.offset < 0:
-            raise ValueError(f"--offset must be at least 0, got {args.offset}")
+        out = check_out_path(args.out) if args.out is not None else None
+        check_offset(args.offset, pairs=bool(args.pairs))
+        prompts, responses, lines = read_pairs(args.pairs) if args.pairs else (None, None, None)  # before the model
         for key in ("samples", "batch_size"):
             if getattr(args, key) < 1:
                 raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
@@ -190,24 +276,28 @@ def main(argv=None) -> int:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
         device = resolve_device(args.device, key="--device")
         net, tokenizer, cfg, _ = load_checkpoint(args.checkpoint, device)
+        check_offset(args.offset, pairs=not args.text and cfg.data.prompt_field is not None)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         common = dict(batch_size=args.batch_size, seed=args.seed)
         with autocast:
             if args.pairs:
-                prompts, responses, lines = read_pairs(args.pairs)
                 _check_prompts(args.pairs, prompts, lines, tokenizer, cfg.model.seq_len)
+                prompts, responses, skipped = fitting_pairs(tokenizer, prompts, responses, cfg.model.seq_len)
                 generator = torch.Generator(device=device).manual_seed(args.seed)
                 score, records = exact_match(net, tokenizer, prompts, responses, steps=args.steps,
                                              strategy=args.strategy, temperature=args.temperature,
                                              threshold=args.threshold, schedule=cfg.train.schedule,
                                              batch_size=args.batch_size, generator=generator, progress=True)
                 result, last = {"exact_match": score, "n": len(records)}, f"exact_match={score:.3f} n={len(records)}"
+                if skipped:
+                    result["skipped"], last = skipped, f"{last} skipped={skipped}"
                 if args.out:
                     result["examples"] = records
             elif args.text:
                 path = Path(args.text)
                 if not path.is_file():
                     raise ValueError(f"no text file at {path}")
+                check_utf8([str(path)])  # names the file and the byte, where read_text would not
                 rows = text_rows(path.read_text(encoding="utf-8"), tokenizer, cfg.model.seq_len, args.offset)
                 result = likelihood(net, rows, tokenizer.mask_id, cfg.train.schedule, args.samples, **common)
                 last = _line(result)
@@ -223,10 +313,14 @@ def main(argv=None) -> int:
     except (ValueError, DataError, UnicodeDecodeError) as error:  # ConfigError, CheckpointError are ValueErrors
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    if args.out:
-        Path(args.out).write_text(json.dumps({"checkpoint": args.checkpoint, **result}, indent=1, ensure_ascii=False),
-                                  encoding="utf-8")
-    print(last)
+    print(last, flush=True)  # the score first: a failed write below cannot take it away
+    if out is not None:
+        try:
+            write_results(out, {"checkpoint": args.checkpoint, **result})
+        except OSError as error:
+            print(f"error: could not write {out} ({error.strerror or error}); the score above stands, and any "
+                  f"earlier {out.name} is as it was", file=sys.stderr)
+            return 1
     return 0
 
 

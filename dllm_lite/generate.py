@@ -35,7 +35,7 @@ import torch
 from .load import load_checkpoint
 from .sample import STRATEGIES, decode_blocks, generate
 from .tokenize import TiktokenTokenizer
-from .train import resolve_device
+from .devices import resolve_device
 
 __all__ = ["parse_prompt", "main", "MASK_PATTERN"]
 

@@ -36,6 +36,13 @@ instruction dataset's [instruction, input]) and `data.response_field`. A dataset
 validation split gives `data.val_fraction` of its pairs, drawn with a fixed seed.
 `tasks.py` writes synthetic pair files to learn on.
 
+**One rule for every field.** Training and `evaluate --pairs` read JSON-lines files with the
+same reader (`read_pairs`): each prompt and response field must be present and a string. A
+number, `true`/`false`, `null`, a list or a missing field is refused with the file, line and
+field, never turned into text ("0", "True", "['a']") or into an empty answer; so are a line
+that repeats a key and a file that is not UTF-8. Pairs from other sources (a hub dataset,
+parquet) are held to the same rule, row by row.
+
 References: Nie et al. 2025, "Large Language Diffusion Models" (LLaDA), sec. 2.3 and
 appendix B; Ouyang et al. 2022 (instruction fine-tuning).
 """
@@ -50,8 +57,10 @@ import torch
 
 from . import data as data_module
 from .data import BlockLoader, DataError
+from .data_checks import COMPRESSED, check_utf8
+from .sources import resolve_source
 
-__all__ = ["Pairs", "PairBatch", "pack_pairs", "read_pairs", "pair_texts",
+__all__ = ["Pairs", "PairBatch", "pack_pairs", "read_pairs", "check_fields", "pair_texts",
            "load_pairs", "PairLoader", "prompt_text", "SPLIT_SEED"]
 
 SPLIT_SEED = 0  # the seeded draw of validation pairs: every run agrees on it
@@ -113,14 +122,39 @@ def prompt_text(record: dict, fields) -> str:
     return "\n".join(str(record[f]) for f in fields if record.get(f))
 
 
+def check_fields(record, fields: list[str], where: str) -> None:
+    """The one rule for a pair's fields: each present and a string; else ValueError naming `where` and the field."""
+    missing = [f for f in fields if not isinstance(record, dict) or f not in record]
+    if missing:
+        raise ValueError(f"{where} has no {missing[0]!r} field; each pair needs {', '.join(map(repr, fields))}")
+    bad = [f for f in fields if not isinstance(record[f], str)]
+    if bad:
+        value = record[bad[0]]
+        kind = "null" if value is None else type(value).__name__
+        raise ValueError(f"{where}: {bad[0]!r} is {kind} ({json.dumps(value)[:40]}), not a string; write it as a "
+                         f"string (\"...\") or leave the pair out")
+
+
+def _object_without_repeats(items: list) -> dict:
+    """json.loads' object_pairs_hook: a key written twice is refused (json would keep the last one silently)."""
+    keys = [key for key, _ in items]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise ValueError(f"the key {repeated!r} appears twice")
+    return dict(items)
+
+
 def read_pairs(path, prompt_field="prompt", response_field="response") -> tuple[list[str], list[str], list[int]]:
     """(prompts, responses, line numbers) from a JSON-lines file of {"prompt": ..., "response": ...} objects.
 
-    A line that is not a JSON object with both fields (as strings) raises ValueError naming the file and line.
+    The reader of pairs for training and for `evaluate --pairs`. A file that is not UTF-8, or a
+    line that is not one JSON object with each field a string (`check_fields`), or that writes a
+    key twice, raises ValueError naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no pairs file at {path}; write JSON lines like {{\"prompt\": \"1+2=\", \"response\": \"3\"}}")
+    check_utf8([str(path)])
     prompts, responses, lines = [], [], []
     fields = [prompt_field] if isinstance(prompt_field, str) else list(prompt_field)
     with open(path, encoding="utf-8") as handle:
@@ -128,17 +162,13 @@ def read_pairs(path, prompt_field="prompt", response_field="response") -> tuple[
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_object_without_repeats)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({error.msg}, column {error.colno}); "
                                  f"write one object per line") from None
-            missing = [f for f in fields + [response_field] if not isinstance(record, dict) or f not in record]
-            if missing:
-                raise ValueError(f"{path}: line {number} has no {missing[0]!r} field; each line needs "
-                                 f"{', '.join(map(repr, fields + [response_field]))}")
-            bad = [f for f in fields + [response_field] if not isinstance(record[f], str)]
-            if bad:
-                raise ValueError(f"{path}: line {number}: {bad[0]!r} is {type(record[bad[0]]).__name__}, not a string")
+            except ValueError as error:  # a repeated key
+                raise ValueError(f"{path}: line {number}: {error}; keep one") from None
+            check_fields(record, fields + [response_field], f"{path}: line {number}")
             prompts.append(prompt_text(record, prompt_field))
             responses.append(record[response_field])
             lines.append(number)
@@ -149,9 +179,8 @@ def read_pairs(path, prompt_field="prompt", response_field="response") -> tuple[
 
 def _columns(data_cfg, docs) -> None:
     """Check the dataset has the prompt and response columns the config names."""
-    fields = [data_cfg.prompt_field] if isinstance(data_cfg.prompt_field, str) else list(data_cfg.prompt_field)
     columns = docs.column_names
-    for name in fields + [data_cfg.response_field]:
+    for name in _fields(data_cfg):
         if columns is not None and name not in columns:
             key = "data.response_field" if name == data_cfg.response_field else "data.prompt_field"
             raise DataError(f"{data_cfg.dataset!r} has no column {name!r} (it has {', '.join(columns)}); set {key} "
@@ -166,6 +195,7 @@ def pair_texts(data_cfg, split: str) -> tuple[list[str], list[str]]:
     """
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    _check_pair_files(data_cfg)
     splits, own_validation = data_module.load_splits(data_cfg)
     docs = splits["train" if split == "train" or own_validation is None else own_validation]
     if not hasattr(docs, "select"):
@@ -179,8 +209,50 @@ def pair_texts(data_cfg, split: str) -> tuple[list[str], list[str]]:
                             f"validation split; use more pairs")
         docs = docs.select(sorted(order[:-n_val] if split == "train" else order[-n_val:]))
     records = docs.to_list()
+    fields = _fields(data_cfg)
+    for row, record in enumerate(records):  # what no file line names (a hub dataset, parquet): the same rule
+        try:
+            check_fields(record, fields, f"{data_cfg.dataset!r}, {split} row {row}")
+        except ValueError as error:
+            raise DataError(str(error)) from None
     return ([prompt_text(r, data_cfg.prompt_field) for r in records],
-            [str(r[data_cfg.response_field] or "") for r in records])
+            [r[data_cfg.response_field] for r in records])
+
+
+def _fields(data_cfg) -> list[str]:
+    """Every field a pair is made of: the prompt's (one or several) and the response's."""
+    prompt = data_cfg.prompt_field
+    return ([prompt] if isinstance(prompt, str) else list(prompt)) + [data_cfg.response_field]
+
+
+def _check_pair_files(data_cfg) -> None:
+    """Local JSON-lines pair files go through `read_pairs` first, so that a bad field, a repeated key or a
+    non-UTF-8 byte is named by file and line, as `evaluate --pairs` names it. (A .json file holding one
+    document, not lines, is checked row by row after loading.)"""
+    src = resolve_source(data_cfg)
+    if src.kind != "files" or src.path != "json":
+        return
+    prompt = data_cfg.prompt_field
+    for file in src.files:
+        if file.endswith(COMPRESSED) or not _json_lines(file):
+            continue
+        try:
+            read_pairs(file, prompt if isinstance(prompt, str) else list(prompt), data_cfg.response_field)
+        except ValueError as error:
+            hint = " (or set data.prompt_field / data.response_field to the fields it has)" if "has no" in str(error) else ""
+            raise DataError(f"{error}{hint}") from None
+
+
+def _json_lines(file: str) -> bool:
+    """Is this JSON file one object per line? (.jsonl / .ndjson, or a first line that is a whole object)"""
+    if file.endswith((".jsonl", ".ndjson")):
+        return True
+    with open(file, encoding="utf-8", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def load_pairs(data_cfg, tokenizer, split: str, seq_len: int, log=print) -> Pairs:

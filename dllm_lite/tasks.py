@@ -34,6 +34,8 @@ Generation time, measured on one core of a 2-core AMD EPYC virtual machine (Pyth
 additions in 0.04 s; 10,000 people in 0.08 s.
 
 Command line: ``python -m dllm_lite.tasks addition --out data/addition --train 20000 --test 500``.
+It refuses a folder that already holds the task's files unless given ``--overwrite``, and checks
+``--out`` (and, for facts, the number of people the names allow, `MOST_PEOPLE`) before it works.
 
 References: Berglund et al. 2023, "The Reversal Curse: LLMs trained on 'A is B' fail to learn
 'B is A'"; Nie et al. 2025 (LLaDA) on the reversal curse in masked diffusion models; Ye et al.
@@ -49,9 +51,10 @@ import random
 import re
 import string
 import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["TASKS", "ALPHABET", "addition", "sudoku", "solve", "check_sudoku", "facts", "check_answer",
+__all__ = ["TASKS", "ALPHABET", "MOST_PEOPLE", "addition", "sudoku", "solve", "check_sudoku", "facts", "check_answer",
            "write_task", "main"]
 
 TASKS = ("addition", "sudoku", "facts")
@@ -60,6 +63,33 @@ BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # size -> (rows, columns) of a box
 FORWARD, REVERSE = "Who is {}'s mentor?", "Who is {}'s mentee?"
 STATED_FORWARD, STATED_REVERSE = "{}'s mentor is ", "{}'s mentee is "  # form="statement": the sentence up to the name
 FORMS = ("question", "statement")
+CONSONANTS, VOWELS, ENDINGS = "bdfgklmnprstvz", "aeiou", ("", "l", "n", "r", "s")  # the invented names' letters
+
+
+def _most_names() -> int:
+    """How many names `_names` can ever make: the largest set of its names in which none is a prefix of another.
+
+    A name is 2 or 3 syllables (a consonant and a vowel each) and an ending from ENDINGS. Under each
+    2-syllable start B (14 * 5 squared of them), every next consonant c leads to 20 names at most: if c
+    is an ending too (l, n, r, s), "Bc" is a name and a prefix of the 3-syllable "BcV..." names, and
+    the best is those 5 vowels x 4 non-empty endings; otherwise the 5 vowels x 4 endings again (a bare
+    3-syllable "BcV" is a prefix of its 4 ended forms). Taking B alone instead gives 1, so the most is
+    (14 * 5)**2 * 14 * 20 = 1,372,000.
+    """
+    syllables = len(CONSONANTS) * len(VOWELS)
+    ended = len(ENDINGS) - 1
+    return syllables ** 2 * len(CONSONANTS) * max(1, len(VOWELS) * ended)
+
+
+MOST_PEOPLE = _most_names()
+
+
+def _check_people(n_people) -> None:
+    """At least 1, and no more than the name generator can make (checked at once, not after minutes of trying)."""
+    _check_count(n_people, "n_people")
+    if n_people > MOST_PEOPLE:
+        raise ValueError(f"n_people={n_people:,} is more than the {MOST_PEOPLE:,} distinct names (none a prefix of "
+                         f"another) the name generator can make; ask for fewer people")
 _OPTIONS = {"addition": ("digits",), "sudoku": ("size", "blanks"), "facts": ("both_ways", "form")}
 
 
@@ -237,17 +267,18 @@ def sudoku(n: int, size: int = 4, seed: int = 0, blanks: int | None = None) -> l
 
 def _names(count: int, rng: random.Random) -> list[str]:
     """count distinct invented names of 2-3 syllables, none a prefix of another ("Tavo", "Mirel")."""
+    _check_people(count)
     names, taken = {}, set()  # taken: every name and every prefix of one
     for _ in range(20 * count + 1000):
-        name = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
-        name = (name + rng.choice(["", "l", "n", "r", "s"])).capitalize()
+        name = "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(rng.randint(2, 3)))
+        name = (name + rng.choice(ENDINGS)).capitalize()
         if name in taken or any(name[:k] in names for k in range(1, len(name))):
             continue  # a name taken or a prefix of one, or a name taken is a prefix of it
         names[name] = None  # a dict: ordered, and `in` is quick
         taken.update(name[:k] for k in range(1, len(name) + 1))
         if len(names) == count:
             return list(names)
-    raise ValueError(f"could not invent {count} distinct names; ask for fewer people")
+    raise ValueError(f"could not invent {count:,} distinct names (made {len(names):,}); ask for fewer people")
 
 
 def facts(n_people: int, seed: int = 0, both_ways: float = 0.5, form: str = "question") -> dict[str, list[dict]]:
@@ -301,19 +332,50 @@ def check_answer(task: str, prompt: str, response: str, expected: str | None = N
     return response == expected
 
 
-def write_task(name: str, out_dir, n_train: int, n_test: int, seed: int = 0, **options) -> dict[str, Path]:
+def _check_out(out_dir, files: list[str], overwrite: bool) -> Path:
+    """The output folder, checked before any record is made: not empty, not a file, writable (a file is
+    created and removed in it, or in the nearest folder above it that exists: permission bits say
+    nothing for root or /sys), and holding none of `files` unless `overwrite`. ValueError in one line
+    otherwise. Nothing is created here."""
+    if str(out_dir) == "":
+        raise ValueError("the output folder is empty; name one, e.g. --out data/addition")
+    out = Path(out_dir)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == out else f"is inside {blocker}, which is a file"
+        raise ValueError(f"{out} {where}, not a folder; choose another --out")
+    existing = [f for f in files if (out / f).exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{out} already holds a data set ({existing[0]}); pass --overwrite to replace it, or choose "
+                         f"another --out")
+    nearest = next(p for p in (out, *out.parents, Path.cwd()) if p.is_dir())
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as error:
+        raise ValueError(f"{out} cannot be written in ({error.strerror or error}); choose another --out") from None
+    return out
+
+
+def write_task(name: str, out_dir, n_train: int, n_test: int, seed: int = 0, overwrite: bool = True,
+               **options) -> dict[str, Path]:
     """Write a task's splits as JSON lines into out_dir (created); returns {split: path}.
 
     addition and sudoku: ``train.jsonl`` (n_train records) and ``test.jsonl`` (n_test), all
     prompts distinct, so no test prompt is in train. facts: n_train is the number of people and
     n_test is ignored; ``train.jsonl``, ``test_forward.jsonl``, ``test_reverse.jsonl``. Options:
-    addition digits; sudoku size, blanks; facts both_ways, form.
+    addition digits; sudoku size, blanks; facts both_ways, form. overwrite=False refuses a folder
+    that already holds one of those files (the command line's default); a notebook that runs
+    again replaces its own data (the default here).
     """
     _check_task(name)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
     if unknown:
         raise ValueError(f"{name} has no option {unknown[0]!r}; its options: {', '.join(_OPTIONS[name])}")
+    files = ["train.jsonl"] + (["test_forward.jsonl", "test_reverse.jsonl"] if name == "facts" else ["test.jsonl"])
     if name == "facts":
+        _check_people(n_train)
+        out = _check_out(out_dir, files, overwrite)
         splits = facts(n_train, seed=seed, **options)
     else:
         _check_count(n_train, "n_train")
@@ -324,15 +386,18 @@ def write_task(name: str, out_dir, n_train: int, n_test: int, seed: int = 0, **o
             if n_train + n_test > 100 ** digits:
                 raise ValueError(f"addition with digits={digits} has {100 ** digits} distinct prompts, fewer than "
                                  f"n_train + n_test = {n_train + n_test}; ask for fewer or raise digits")
+        out = _check_out(out_dir, files, overwrite)
         records = (addition if name == "addition" else sudoku)(n_train + n_test, seed=seed, **options)
         splits = {"train": records[n_test:], "test": records[:n_test]}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, records in splits.items():
-        paths[split] = out / f"{split}.jsonl"
-        with open(paths[split], "w", encoding="utf-8", newline="\n") as file:
-            file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    paths, target = {}, out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for split, records in splits.items():
+            target = paths[split] = out / f"{split}.jsonl"
+            with open(target, "w", encoding="utf-8", newline="\n") as file:
+                file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    except OSError as error:  # the disk filled, or the folder changed since the check
+        raise ValueError(f"could not write {target} ({error.strerror or error})") from None
     return paths
 
 
@@ -357,11 +422,13 @@ def main(argv=None) -> int:
                         "uniqueness allows)")
     parser.add_argument("--both-ways", type=float, help="facts: share of pairs also trained in reverse (default 0.5)")
     parser.add_argument("--form", choices=FORMS, help="facts: questions and answers (default) or whole sentences")
+    parser.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     args = parser.parse_args(argv)
     options = {key: getattr(args, key) for key in ("digits", "size", "blanks", "both_ways", "form")
                if getattr(args, key) is not None}
     try:
-        paths = write_task(args.task, args.out, args.train, args.test, seed=args.seed, **options)
+        paths = write_task(args.task, args.out, args.train, args.test, seed=args.seed, overwrite=args.overwrite,
+                           **options)
     except ValueError as error:
         parser.error(str(error))
     for path in paths.values():

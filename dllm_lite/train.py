@@ -22,13 +22,15 @@ Evaluation always reports true quantities on the validation split: for (block) d
 NLL bound (`loss.nll_bound`, nats per token) and its perplexity $e^{bound}$, for the AR
 baseline the exact cross-entropy and its perplexity, plus one short sample.
 
-A run directory (`train.out_dir`) holds:
+The run folder (`train.out_dir`: config.yaml, metrics.jsonl, loss.png, the checkpoints) is
+run_folder.py's; the side concerns of the loop each have their own file:
 
-    config.yaml      the resolved config of the latest invocation
-    metrics.jsonl    one JSON object per log line and per evaluation
-    loss.png         the loss curves, drawn at the end
-    step_000500.pt   checkpoints, the last `train.keep_last` of them
-    latest.pt        the newest checkpoint (a hard link to, or a copy of, the step file)
+    objective.py    the loss of one batch (diffusion, block diffusion, autoregressive, pairs)
+    validation.py   `evaluate`: the validation pass, its bound and its sample
+    devices.py      the device, bf16 autocast, the torchrun group, torch.compile
+    run_folder.py   resuming, clearing an old run, config.yaml, restoring a checkpoint
+    metrics.py      `read_metrics` and `plot_metrics`: metrics.jsonl read back and drawn
+    _run.py         the clock, stop signals, the metrics file, the ranks, the folder lock
 
 Distributed data parallel through `torchrun` (RANK / WORLD_SIZE / LOCAL_RANK): each rank
 reads its slice of the global batch, and the diffusion noise of the *global* batch is
@@ -54,53 +56,31 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from tqdm.auto import tqdm
 
-from ._run import Aborted, Clock, Interval, MetricsFile, Ranks, StopSignals, count, quiet_progress
-from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, check_compatible, initial_weights,
-                         load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state, step_files)
+from ._run import Aborted, Clock, FolderInUseError, Interval, Ranks, RunLock, StopSignals, count, quiet_progress
+from .checkpoint import (CHECKPOINT_FORMAT, CheckpointError, build_model, initial_weights, load_checkpoint,
+                         read_checkpoint, rng_state, save_checkpoint)
 from .config import ConfigError, config_to_dict, load_config
-from .block import block_times
-from .corrupt import corrupt, get_schedule, sample_times
-from .data import BlockLoader, DataError, build_tokenizer, load_tokens, usable_folder
-from .loss import ar_loss, ar_sft_loss, masked_cross_entropy, nll_bound, response_mask, weigh
-from .pairs import PairBatch, PairLoader, Pairs, load_pairs
+from .data import DataError, build_tokenizer, load_tokens, usable_folder
+from .devices import init_distributed, precision, try_compile
+from .devices import available_devices, resolve_device  # noqa: F401 (train.resolve_device, as before the split)
+from .metrics import plot_metrics, read_metrics
 from .muon import build_optimizer
-from .sample import generate, until_eot
+from .objective import batch_loader, batch_loss, diffusion_step_loss
+from .pairs import PairBatch, load_pairs
+from .run_folder import clear_old_run, diverged_message, old_run_files, open_run_dir, restore, resume_state
 from .tokenize import EncodingDownloadError
+from .validation import evaluate
 
 __all__ = [
     "train", "main", "build_model", "lr_at", "diffusion_step_loss", "evaluate", "load_checkpoint",
-    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError",
+    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError", "FolderInUseError",
 ]
+
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-def available_devices() -> list[str]:
-    """The devices this machine can train on: "cpu", then "cuda:0" ... and "mps" where present."""
-    mps = getattr(torch.backends, "mps", None)
-    return (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
-            + (["mps"] if mps is not None and mps.is_available() else []))
-
-
-def resolve_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
-    """"auto" -> cuda (this rank's GPU), else mps, else cpu; any other name must be a device this machine has
-    (a ConfigError naming `key` and the devices there are, otherwise)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    device = torch.device(name)
-    present = available_devices()
-    wanted = f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
-    if wanted not in present:
-        raise ConfigError(f"{key}={name} is not available: this machine has {', '.join(present)}; "
-                          f"use {key}=auto (or one of those)")
-    return device
 
 
 def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
@@ -117,190 +97,6 @@ def lr_at(step: int, train_cfg, time_fraction: float = 0.0) -> float:
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-def diffusion_step_loss(net, x0, schedule, mask_id, weighting="elbo", generator=None, rank=0, world_size=1,
-                        block_size=None, prompt_len=None):
-    r"""The diffusion loss of this rank's rows x0 (B, L) of a global batch of W*B rows.
-
-    Times and masks are drawn for the whole global batch from `generator` (seeded alike on
-    every rank) and each rank keeps rows rank*B .. (rank+1)*B, so W processes make exactly
-    the masks of one process with W*B rows. With W = 1 the draws, and so the value, are
-    those of `loss.diffusion_loss`.
-    elbo: $\frac{1}{BL} \sum_b w(t_b) \sum_{i\,masked} -\log p_\theta(x_0^{b,i} \mid x_t^b)$; DDP's
-    average over ranks makes it the global mean.
-    mean: this rank's masked cross-entropy summed, times W over the global masked count, which
-    DDP's average turns into the global mean over masked tokens.
-    block_size: the block diffusion objective (block.py): a time per block, the [x_t, x_0] pass.
-    prompt_len (B,): pair rows, the SFT loss of `loss.sft_loss` (the prompt never masked, each row
-    divided by its response region's length); with "mean", each rank averages its own masked tokens.
-    """
-    B, L = x0.shape
-    schedule = get_schedule(schedule)
-    if block_size is None:
-        t_all = sample_times(B * world_size, antithetic=True, generator=generator, device=x0.device)  # (W B,)
-    else:
-        t_all = block_times(B * world_size, L, block_size, generator=generator, device=x0.device)  # (W B, L)
-    _, masked_all = corrupt(torch.zeros(B * world_size, L, dtype=x0.dtype, device=x0.device), t_all,
-                            mask_id, schedule, generator=generator)  # (W B, L): the draws depend on shape only
-    rows = slice(rank * B, (rank + 1) * B)
-    t, is_masked = t_all[rows], masked_all[rows]  # (B,), (B, L)
-    if prompt_len is not None:
-        is_masked = is_masked & response_mask(prompt_len, L)  # the prompt stays clean
-        ce = masked_cross_entropy(net, x0, is_masked, mask_id)  # (N,)
-        return weigh(ce, is_masked, t, schedule, weighting, lengths=L - prompt_len)
-    ce = masked_cross_entropy(net, x0, is_masked, mask_id, block_size)  # (N,)
-    return weigh(ce, is_masked, t, schedule, weighting, n_masked=masked_all.sum() / world_size)
-
-
-def _batch_loss(net, batch, cfg, mask_id, generator, rank=0, world_size=1):
-    """The training objective of cfg.train on a batch, (B, L) ids or a PairBatch of pairs, in nats per token."""
-    if isinstance(batch, PairBatch):
-        if cfg.train.objective == "autoregressive":
-            return ar_sft_loss(net, batch.ids, batch.prompt_len, batch.answer_len, mask_id)
-        return diffusion_step_loss(net, batch.ids, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank,
-                                   world_size, prompt_len=batch.prompt_len)
-    if cfg.train.objective == "autoregressive":
-        return ar_loss(net, batch, mask_id)
-    return diffusion_step_loss(net, batch, cfg.train.schedule, mask_id, cfg.train.weighting, generator, rank,
-                               world_size, cfg.model.block_size)
-
-
-def _loader(data, cfg, seed, rank=0, world_size=1, device="cpu", validation=False):
-    """The batches of `data`: a PairLoader over packed pairs, a BlockLoader over a flat token array.
-    Validation pairs fewer than a batch make one smaller batch."""
-    if isinstance(data, Pairs):
-        batch_size = min(cfg.train.batch_size, len(data)) if validation else cfg.train.batch_size
-        return PairLoader(data, batch_size, seed, rank, world_size, device)
-    return BlockLoader(data, cfg.model.seq_len, cfg.train.batch_size, seed, rank, world_size, device)
-
-
-@torch.no_grad()
-def evaluate(net, cfg, val_tokens, tokenizer, device, autocast=nullcontext, stop=None) -> "dict | None":
-    """Validation loss, NLL bound (diffusion), perplexity and one short sample, all seeded by train.seed.
-
-    The same validation batches (`eval_batches` of them, at most the whole split once) and the
-    same noise are used at every evaluation, so successive values differ only because the model
-    changed. `stop`, if given, is asked before every batch; when it returns True the evaluation
-    is abandoned and None returned (a signal asked the run to stop).
-    """
-    t = cfg.train
-    loader = _loader(val_tokens, cfg, seed=t.seed, device=device, validation=True)
-    generator = torch.Generator(device=device).manual_seed(t.seed)
-    was_training = net.training
-    net.eval()
-    losses, bounds = [], []
-    for _ in range(min(t.eval_batches, loader.steps_per_epoch)):
-        if stop is not None and stop():
-            net.train(was_training)
-            return None
-        batch = loader.next_batch()  # (B, L) ids, or a PairBatch
-        pairs = isinstance(batch, PairBatch)
-        with autocast():
-            losses.append(_batch_loss(net, batch, cfg, tokenizer.mask_id, generator).item())
-            if t.objective != "autoregressive":
-                bounds.append(nll_bound(net, batch.ids if pairs else batch, t.schedule, tokenizer.mask_id,
-                                        n_samples=t.bound_samples, generator=generator, batch_size=t.batch_size,
-                                        block_size=cfg.model.block_size, prompt_len=batch.prompt_len if pairs else None,
-                                        answer_len=batch.answer_len if pairs else None))
-    record = {"val_loss": sum(losses) / len(losses)}
-    if bounds:
-        record["val_bound"] = sum(bounds) / len(bounds)
-    record["val_ppl"] = math.exp(min(record.get("val_bound", record["val_loss"]), 700.0))
-    s = cfg.sample
-    if isinstance(val_tokens, Pairs):  # pairs: answer the first validation prompt
-        with autocast():
-            record["sample"] = _answer_first(net, val_tokens, tokenizer, cfg, generator)
-        net.train(was_training)
-        return record
-    # one short unconditional sample (an AR model starts from its beginning-of-sequence token)
-    length = min(s.length, 64)
-    with autocast():
-        ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=min(s.steps, length),
-                       strategy=s.strategy, schedule=t.schedule, temperature=s.temperature, top_k=s.top_k,
-                       top_p=s.top_p, block_size=s.block_size if s.block_size and s.block_size <= length else None,
-                       threshold=s.threshold, generator=generator, eot_id=tokenizer.eot_id)  # (1, <= length)
-    record["sample"] = tokenizer.decode(ids[0])
-    net.train(was_training)
-    return record
-
-
-def _answer_first(net, pairs, tokenizer, cfg, generator) -> str:
-    """"prompt -> answer" for the first pair of `pairs`, decoded with cfg.sample's strategy (one step per token)."""
-    prompt = pairs.ids[0, : pairs.prompt_len[0]]
-    length = cfg.model.seq_len - len(prompt)
-    ids = generate(net, mask_id=tokenizer.mask_id, length=length, steps=length, prompt=prompt.to(generator.device),
-                   strategy=cfg.sample.strategy, schedule=cfg.train.schedule, temperature=cfg.sample.temperature,
-                   top_k=cfg.sample.top_k, top_p=cfg.sample.top_p, threshold=cfg.sample.threshold,
-                   generator=generator)  # (1, L)
-    return f"{tokenizer.decode(prompt)} -> {tokenizer.decode(until_eot(ids[0, len(prompt):], tokenizer.eot_id))}"
-
-
-# ----------------------------------------------------------------------------- run directory
-
-def read_metrics(out_dir) -> list[dict]:
-    """The records of <out_dir>/metrics.jsonl (a training log line or an evaluation each), in order."""
-    path = Path(out_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics at {path}; train first with dllm_lite.train.train(cfg)")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a killed run
-            continue
-    return records
-
-
-def plot_metrics(source, path=None):
-    """Plot training loss, validation loss and validation bound against the step, the best validation point marked.
-
-    source: a run directory or a list of metric records. Writes a PNG to `path` if given.
-    The y axis is scaled to what follows the first tenth of the run (`_y_range`), so that
-    the first losses (14 nats for a character model's first step) do not squeeze the curve
-    that matters into the bottom of the plot. Returns the matplotlib Figure (displayed inline
-    by Jupyter).
-    """
-    from matplotlib.figure import Figure
-
-    records = read_metrics(source) if isinstance(source, (str, Path)) else list(source)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    curves = {}
-    for key, label, style in [("loss", "train loss", "-"), ("val_loss", "validation loss", "o-"),
-                              ("val_bound", "validation NLL bound", "s-")]:
-        points = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
-        if points:
-            curves[key] = points
-            ax.plot(*zip(*points), style, label=label, markersize=4)
-    best_key = "val_bound" if "val_bound" in curves else "val_loss"
-    if best_key in curves:
-        step, value = min(curves[best_key], key=lambda point: point[1])
-        ax.plot([step], [value], "*", color="black", markersize=12, label=f"best: {value:.4f} at step {step:,}")
-    y_range = _y_range(curves)
-    if y_range is not None:
-        ax.set_ylim(*y_range)
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats per token")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def _y_range(curves: dict) -> "tuple[float, float] | None":
-    """(bottom, top) for the loss plot: every value fits except the first tenth of the run's steps, which
-    may run off the top; None when that leaves nothing to scale to."""
-    last = max((step for points in curves.values() for step, _ in points), default=0)
-    later = [value for points in curves.values() for step, value in points if step > last / 10]
-    if not later:
-        return None
-    low = min(value for points in curves.values() for _, value in points)
-    high = max(later)
-    margin = 0.05 * (high - low) or 0.05 * abs(high) or 0.05
-    return low - margin, high + margin
-
-
 # ----------------------------------------------------------------------------- the loop
 
 def train(cfg, resume=False, overwrite: bool = False) -> dict:
@@ -308,28 +104,25 @@ def train(cfg, resume=False, overwrite: bool = False) -> dict:
 
     resume: False to start fresh, True to continue from <out_dir>/latest.pt, or a checkpoint path.
     overwrite: start fresh even if out_dir holds an earlier run's checkpoints (they are deleted).
+    The run holds an exclusive lock on out_dir (`_run.RunLock`) until it returns: a second run on the
+    same folder raises FolderInUseError naming the first one's PID.
     Raises ConfigError / DataError / CheckpointError for bad input and DivergedError on a NaN loss.
     """
-    t = cfg.train
-    out_dir = Path(t.out_dir)
+    out_dir = Path(cfg.train.out_dir)
     usable_folder(out_dir, "train.out_dir")  # a file, a path under a file, /proc ...: one line, before any work
-    state = None
-    if resume:
-        path = out_dir / "latest.pt" if resume is True else Path(resume)
-        if path.is_dir():
-            raise CheckpointError(f"{path} is a folder, and a run resumes from a checkpoint file (an exported folder "
-                                  f"holds weights only, no optimiser or data position); pass e.g. {path}/latest.pt")
-        if not path.is_file():
-            raise CheckpointError(f"nothing to resume: no checkpoint at {path}; run without --resume to start fresh")
-        state = read_checkpoint(path)
-        check_compatible(state, cfg, path)
-    old_files = [] if state is not None else _old_run_files(out_dir, overwrite)
-    rank, world_size, device, started_group = _init_distributed(t.device)
+    with RunLock(out_dir, main=int(os.environ.get("RANK", "0")) == 0):  # held until the run ends: one run per folder
+        return _start(cfg, out_dir, resume, overwrite)
+
+
+def _start(cfg, out_dir: Path, resume, overwrite: bool) -> dict:
+    """train() under the run folder's lock: read the checkpoint to resume or clear an old run, then train."""
+    t = cfg.train
+    state = resume_state(out_dir, resume, cfg)
+    old_files = [] if state is not None else old_run_files(out_dir, overwrite)
+    rank, world_size, device, started_group = init_distributed(t.device)
     try:
         if rank == 0:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for path in old_files + sorted(out_dir.glob(".*.pt.tmp*")):  # + halves of a write a kill -9 cut short
-                path.unlink(missing_ok=True)
+            clear_old_run(out_dir, old_files)
         return _train(cfg, state, out_dir, Ranks(rank, world_size, device), device)
     finally:
         if started_group:
@@ -347,17 +140,17 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
     net = build_model(cfg, tokenizer.vocab_size).to(device)
     if weights is not None:  # fine-tuning: the checkpoint's network, a fresh optimiser
         net.load_state_dict(weights)
-    use_bf16, autocast = _precision(t.dtype, device)
+    use_bf16, autocast = precision(t.dtype, device)
     optimizer = build_optimizer(net, t.optimizer, t.lr, t.weight_decay, betas=(t.beta1, t.beta2),
                                 fused=device.type == "cuda", muon_lr=t.muon_lr)
-    loader = _loader(train_tokens, cfg, t.seed, ranks.rank, ranks.world_size, device)
+    loader = batch_loader(train_tokens, cfg, t.seed, ranks.rank, ranks.world_size, device)
     step, elapsed_before, unlogged = 0, 0.0, (0.0, 0)
     if state is not None:
-        step, elapsed_before, unlogged = _restore(state, tokenizer, net, optimizer, loader, ranks, device)
+        step, elapsed_before, unlogged = restore(state, tokenizer, net, optimizer, loader, ranks, device)
     compile_start = time.time()
     model = _wrap(net, cfg, mask_id, autocast, device, ranks)
     clock = Clock(t.max_minutes, elapsed_before, started=compile_start)  # compiling counts against the cap
-    metrics = _open_run_dir(out_dir, cfg, state, step, ranks)
+    metrics = open_run_dir(out_dir, cfg, state, step, ranks)
     tokens_per_step = t.batch_size * t.grad_accum * ranks.world_size * cfg.model.seq_len
     _log_start(net, cfg, use_bf16, device, ranks, tokens_per_step, state, step, out_dir)
 
@@ -379,7 +172,7 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
 
             if step % t.log_every == 0 or stopped:  # the only host read of the loss
                 if interval.diverged(ranks):
-                    raise DivergedError(_diverged_message(step, lr, out_dir))
+                    raise DivergedError(diverged_message(step, lr, out_dir))
                 last_loss, tokens_per_s = interval.close(step, ranks, tokens_per_step)
                 metrics.write({"step": step, "loss": last_loss, "lr": lr, "grad_norm": grad_norm.item(),
                                "tokens_per_s": tokens_per_s, "elapsed": clock.elapsed()})
@@ -395,7 +188,7 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
             if step % t.save_every == 0 or stopped:
                 with clock.aside("save", interval):
                     if interval.diverged(ranks):
-                        raise DivergedError(_diverged_message(step, lr, out_dir))
+                        raise DivergedError(diverged_message(step, lr, out_dir))
                     interval.average_over(ranks)  # a resumed run then logs the ranks' mean
                     rngs = ranks.gather(rng_state(device))  # every rank's generators (dropout differs by rank)
                     if ranks.main:
@@ -434,7 +227,7 @@ def _accumulate_gradients(model, loader, noise, cfg, mask_id, step, autocast, ra
         noise.manual_seed((t.seed * 2**32 + step * t.grad_accum + micro) % 2**63)
         sync = not ranks.distributed or micro == t.grad_accum - 1  # all-reduce the gradients once per step
         with (nullcontext() if sync else model.no_sync()), autocast():
-            loss = _batch_loss(model, x, cfg, mask_id, noise, ranks.rank, ranks.world_size) / t.grad_accum
+            loss = batch_loss(model, x, cfg, mask_id, noise, ranks.rank, ranks.world_size) / t.grad_accum
         loss.backward()
         step_loss += loss.detach()
     return step_loss
@@ -491,22 +284,6 @@ def _checkpoint(step, net, optimizer, loader, cfg, tokenizer, rngs, clock: Clock
 
 # ----------------------------------------------------------------------------- setting up
 
-def _init_distributed(device_name: str):
-    """(rank, world_size, device, started_here): joins the torchrun group when WORLD_SIZE > 1."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world_size == 1:
-        return 0, 1, device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device, started
-
-
 def _load_data(cfg, ranks: Ranks, tokenizer=None):
     """(tokenizer, training data, validation data or None on ranks > 0): flat token arrays, or packed
     `Pairs` when data.prompt_field is set. Rank 0 reads (and caches) the data first, the other ranks
@@ -522,33 +299,13 @@ def _load_data(cfg, ranks: Ranks, tokenizer=None):
     val_tokens = None
     if ranks.main:
         val_tokens = load("validation")
-        batches = _loader(val_tokens, cfg, seed=0, validation=True).steps_per_epoch  # fails if < 1
+        batches = batch_loader(val_tokens, cfg, seed=0, validation=True).steps_per_epoch  # fails if < 1
         if cfg.train.eval_batches > batches:
             ranks.log(f"train.eval_batches={cfg.train.eval_batches} is more than the validation split holds: each "
                       f"evaluation reads all of it once ({batches} batches)")
     if ranks.distributed and ranks.main:
         dist.barrier()
     return tokenizer, train_tokens, val_tokens
-
-
-def _precision(dtype: str, device: torch.device):
-    """(use_bf16, autocast): bf16 autocast when train.dtype asks for it, or on "auto" on a GPU that has it."""
-    use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    return use_bf16, (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-
-
-def _restore(state, tokenizer, net, optimizer, loader, ranks: Ranks, device):
-    """Load a checkpoint into the run; return (step, elapsed seconds, (unlogged loss sum, unlogged steps))."""
-    if state["tokenizer"] != tokenizer.state_dict():
-        raise CheckpointError(f"the checkpoint's tokenizer differs from the one built from data ({tokenizer.name}, "
-                              f"vocab {tokenizer.vocab_size}); resume with the checkpoint's data settings")
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    loader.load_state_dict(state["data"])
-    saved = state.get("rng_ranks") or [state["rng"]]  # older checkpoints hold rank 0's generators only
-    if ranks.rank < len(saved):  # a rank the checkpoint has no state for keeps its (seed + rank) generators
-        set_rng_state(saved[ranks.rank], device)
-    return state["step"], state["elapsed"], (state["interval_loss_sum"], state["interval_steps"])
 
 
 def _wrap(net, cfg, mask_id, autocast, device, ranks: Ranks):
@@ -561,57 +318,9 @@ def _wrap(net, cfg, mask_id, autocast, device, ranks: Ranks):
         if cfg.data.prompt_field is not None:  # pairs: a prompt of 1 token and an answer of 1
             ones = torch.ones(cfg.train.batch_size, dtype=torch.long, device=device)
             dummy = PairBatch(dummy, ones, ones)
-        trial = lambda m: _batch_loss(m, dummy, cfg, mask_id, torch.Generator(device=device).manual_seed(0))  # noqa: E731
-        model = _try_compile(model, net, trial, autocast, device, ranks)
+        trial = lambda m: batch_loss(m, dummy, cfg, mask_id, torch.Generator(device=device).manual_seed(0))  # noqa: E731
+        model = try_compile(model, net, trial, autocast, device, ranks)
     return model
-
-
-def _try_compile(model, net, trial_loss, autocast, device: torch.device, ranks: Ranks):
-    """torch.compile(model), then one trial step on a throwaway batch under the run's own autocast, so
-    that the compile time is paid before the clock starts and the first real step finds its graph
-    ready (the masked head runs outside the graph, so later steps do not recompile either). If the
-    compiler fails (on a CPU, torch.compile needs a working C++ toolchain), say so and return the
-    eager model. The trial leaves no gradient and no trace in the random generators."""
-    compiled = torch.compile(model)
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            with autocast():
-                trial = trial_loss(compiled)
-            trial.backward()
-    except Exception as error:  # the compiler's own errors have many types (inductor, dynamo, C++ build)
-        first_line = (str(error).strip().splitlines() or [""])[0][:160]
-        ranks.log(f"torch.compile failed ({type(error).__name__}: {first_line}); training without it "
-                  f"(set train.compile=false to skip the attempt)")
-        compiled = model
-    finally:
-        net.zero_grad(set_to_none=True)
-    return compiled
-
-
-def _open_run_dir(out_dir: Path, cfg, state, step: int, ranks: Ranks) -> MetricsFile:
-    """Write config.yaml; on resume forget the metrics past the checkpoint; return the metrics file."""
-    metrics = MetricsFile(out_dir, ranks.main)
-    if ranks.main:
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-        if state is not None:
-            metrics.forget_after(step, read_metrics)
-    return metrics
-
-
-def _old_run_files(out_dir: Path, overwrite: bool) -> list[Path]:
-    """The files of an earlier run in out_dir; starting fresh over its checkpoints needs overwrite=True."""
-    old = step_files(out_dir) + [p for p in [out_dir / "latest.pt"] if p.exists()]
-    if old and not overwrite:
-        raise CheckpointError(f"{out_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue, "
-                              f"--overwrite to start again, or set train.out_dir to a new folder")
-    return old + [p for p in (out_dir / "metrics.jsonl", out_dir / "loss.png") if p.exists()]
-
-
-def _diverged_message(step: int, lr: float, out_dir: Path) -> str:
-    latest = out_dir / "latest.pt"
-    kept = f"; the last good checkpoint, {latest}, is untouched" if latest.exists() else ""
-    return (f"the loss became NaN or infinite by step {step} (lr {lr:.3g}); lower train.lr or raise "
-            f"train.warmup_steps{kept}")
 
 
 def _log_start(net, cfg, use_bf16, device, ranks: Ranks, tokens_per_step, state, step, out_dir) -> None:
@@ -652,7 +361,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         summary = train(cfg, resume=args.resume_from or args.resume, overwrite=args.overwrite)
-    except (ConfigError, DataError, CheckpointError, EncodingDownloadError) as error:
+    except (ConfigError, DataError, CheckpointError, EncodingDownloadError, FolderInUseError) as error:
         if rank == 0:
             print(f"error: {error}", file=sys.stderr)
         return 2

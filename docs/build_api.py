@@ -21,8 +21,9 @@ API_FILE = ROOT / "docs" / "api.md"
 
 # the concepts first, in teaching order, then the commands, then the helpers
 MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "fastcache", "block", "pairs", "tasks",
-           "data", "sources", "token_cache", "loader", "data_checks", "config", "load", "checkpoint", "muon", "train",
-           "generate", "evaluate", "export", "bench", "viz", "exercises", "notebook")
+           "data", "sources", "token_cache", "loader", "data_checks", "config", "config_keys", "config_yaml", "load",
+           "checkpoint", "muon", "train", "objective", "validation", "devices", "run_folder", "metrics", "generate",
+           "evaluate", "export", "bench", "viz", "exercises", "notebook")
 SIMPLE = (str, int, float, bool, type(None))
 WIDTH = 100  # a longer signature is written one parameter per line
 

@@ -4,9 +4,9 @@
     python docs/build_config.py --check   # exit 1 if docs/config.md is out of date or a key has no meaning
 
 Each key's type and default come from `dllm_lite.config`'s dataclasses; its meaning is the comment
-written beside it (or on the lines just above it) in dllm_lite/config.py. A key without a comment
-is an error, so a new config key cannot reach the site undocumented (tests/test_docs.py runs the
-check, and so does the site build).
+written beside it (or on the lines just above it) in dllm_lite/config_keys.py. A key without a
+comment is an error, so a new config key cannot reach the site undocumented (tests/test_docs.py
+runs the check, and so does the site build).
 """
 import argparse
 import dataclasses
@@ -28,7 +28,7 @@ a wrong type or an impossible value stops the run before anything is built, with
 message naming the key. The [training guide](guides/training.md) shows them in use; the configs
 that ship are in `configs/`.
 
-Generated from `dllm_lite/config.py` by `python docs/build_config.py`; a test fails when this
+Generated from `dllm_lite/config_keys.py` by `python docs/build_config.py`; a test fails when this
 page and the code disagree, or when a key has no description.
 """
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     missing = undocumented()
     if missing:
-        print(f"config keys without a comment in dllm_lite/config.py: {', '.join(missing)}; "
+        print(f"config keys without a comment in dllm_lite/config_keys.py: {', '.join(missing)}; "
               f"write one beside each key", file=sys.stderr)
         return 1
     text = build()

@@ -86,7 +86,7 @@ build_config = _load("build_config")
 
 
 def test_docs_config_md_is_up_to_date_and_every_key_documented(capsys):
-    assert build_config.undocumented() == [], "write a comment beside each config key in dllm_lite/config.py"
+    assert build_config.undocumented() == [], "write a comment beside each config key in dllm_lite/config_keys.py"
     status = build_config.main(["--check"])
     assert status == 0, capsys.readouterr().err
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, make_config, write_config
-from dllm_lite import generate, train
+from dllm_lite import generate, train, validation
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def loss_records(out_dir) -> list[dict]:
 def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_path, monkeypatch):
     """Each validation batch takes 1 s; SIGTERM half a second into the evaluation stops the run before the
     next batch, with a checkpoint of that step and no half-finished evaluation record."""
-    nll_bound, sent = train.nll_bound, []
+    nll_bound, sent = validation.nll_bound, []
 
     def slow_bound(*args, **kwargs):
         if not sent:
@@ -44,7 +44,7 @@ def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_pat
         time.sleep(1.0)
         return nll_bound(*args, **kwargs)
 
-    monkeypatch.setattr(train, "nll_bound", slow_bound)
+    monkeypatch.setattr(validation, "nll_bound", slow_bound)
     cfg = make_config(tmp_path, "train.max_steps=10", "train.eval_every=2", "train.eval_batches=1000",
                       "train.save_every=100")
     summary = train.train(cfg)
@@ -56,8 +56,8 @@ def test_sigterm_during_a_long_evaluation_stops_within_seconds_and_saves(tmp_pat
 
 def test_eval_batches_beyond_the_split_are_capped_and_said_once(tmp_path, monkeypatch, capsys):
     calls = []
-    nll_bound = train.nll_bound
-    monkeypatch.setattr(train, "nll_bound", lambda *a, **k: calls.append(1) or nll_bound(*a, **k))
+    nll_bound = validation.nll_bound
+    monkeypatch.setattr(validation, "nll_bound", lambda *a, **k: calls.append(1) or nll_bound(*a, **k))
     cfg = make_config(tmp_path, "train.max_steps=4", "train.eval_every=2", "train.eval_batches=100000000")
     train.train(cfg)
     out = capsys.readouterr().out
@@ -169,3 +169,42 @@ def test_an_unusable_out_dir_is_one_line_before_any_work(tmp_path, capsys, monke
     monkeypatch.setattr(train, "load_tokens", lambda *a, **k: pytest.fail("data was read before the check"))
     code = train.main(["--config", str(write_config(tmp_path)), f"train.out_dir={out}"])
     assert_one_line_error(code, capsys.readouterr().err, "train.out_dir", "writable folder", *words)
+
+
+def test_a_second_run_on_a_locked_out_dir_is_refused_naming_the_holder(tmp_path, capsys):
+    """Another process holds the run folder's lock: a run on that folder is one line naming its PID, and
+    writes nothing; once the holder is gone (killed, so the lock was never released by hand) a run starts."""
+    config = write_config(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom dllm_lite._run import RunLock\n"
+         "with RunLock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)", str(tmp_path / "run")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = train.main(["--config", str(config), "train.max_steps=2"])
+        assert_one_line_error(code, capsys.readouterr().err, str(tmp_path / "run"), "in use", f"PID {holder.pid}")
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".run.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train.main(["--config", str(config), "train.max_steps=2", "train.eval_every=2"]) == 0
+
+
+def test_a_run_holds_its_folder_lock_until_it_ends(tmp_path, monkeypatch):
+    """While the loop runs, taking the folder's lock again (a second open file, as a second process would)
+    fails naming this process; after the run it succeeds."""
+    set_lr, refusals = train._set_lr, []
+
+    def set_lr_and_try_the_lock(optimizer, lr):
+        try:
+            with train.RunLock(tmp_path / "run"):
+                pass
+        except train.FolderInUseError as error:
+            refusals.append(str(error))
+        return set_lr(optimizer, lr)
+
+    monkeypatch.setattr(train, "_set_lr", set_lr_and_try_the_lock)
+    train.train(make_config(tmp_path, "train.max_steps=2", "train.eval_every=2"))
+    assert len(refusals) == 2 and f"PID {os.getpid()}" in refusals[0]
+    with train.RunLock(tmp_path / "run"):
+        pass

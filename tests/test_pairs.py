@@ -71,7 +71,7 @@ def test_read_pairs_names_the_bad_line(tmp_path):
     with pytest.raises(ValueError, match="line 3 has no 'response' field"):
         pairs.read_pairs(bad)
     bad.write_text('{"prompt": 3, "response": "b"}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1: 'prompt' is int, not a string"):
+    with pytest.raises(ValueError, match=r"line 1: 'prompt' is int \(3\), not a string"):
         pairs.read_pairs(bad)
 
 
@@ -260,7 +260,7 @@ def test_columns_are_mapped_and_joined(tmp_path):
     prompts, responses = pairs.pair_texts(cfg.data, "train")
     assert "add" in prompts and "add\n1 1" in prompts + pairs.pair_texts(cfg.data, "validation")[0]
     cfg = pair_config(tmp_path, "data.response_field=answer", records=PAIRS)
-    with pytest.raises(pairs.DataError, match="no column 'answer'.*data.response_field"):
+    with pytest.raises(pairs.DataError, match="line 1 has no 'answer' field.*data.response_field"):
         pairs.pair_texts(cfg.data, "train")
 
 

@@ -1,10 +1,13 @@
 """Synthetic tasks: answers that check out, unique sudoku puzzles (against a brute force over all 4x4 grids),
 reversal-curse splits that never leak, determinism, the character set, and the command line."""
 
+import functools
 import itertools
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -212,3 +215,61 @@ def test_command_line_errors_are_one_line(tmp_path, args, words):
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1 and words in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_too_many_people_fail_at_once_with_the_limit():
+    """100,000,000 people: the generator's 20 * count draws would run for hours before giving up."""
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "dllm_lite.tasks", "facts", "--out", "unused", "--train",
+                           "100000000"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "1,372,000" in done.stderr and "fewer people" in done.stderr
+    assert time.time() - started < 30  # (the interpreter's start, contended; nothing is generated)
+
+
+def test_the_limit_on_people_is_the_largest_prefix_free_set_of_names(monkeypatch):
+    """MOST_PEOPLE's formula against a brute-force count on smaller alphabets: every name the generator can make,
+    and the largest set of them in which none is a prefix of another (a trie: a node keeps itself or its children)."""
+    for consonants, vowels, endings in [("bdl", "ae", ("", "l")), ("bklnr", "aei", ("", "l", "n", "r"))]:
+        monkeypatch.setattr(tasks, "CONSONANTS", consonants)
+        monkeypatch.setattr(tasks, "VOWELS", vowels)
+        monkeypatch.setattr(tasks, "ENDINGS", endings)
+        syllables = [c + v for c in consonants for v in vowels]
+        names = {"".join(s) + e for n in (2, 3) for s in itertools.product(syllables, repeat=n) for e in endings}
+
+        prefixes = {name[:k] for name in names for k in range(len(name) + 1)}
+
+        @functools.cache
+        def most(prefix):
+            below = sum(most(prefix + letter) for letter in set(consonants + vowels) if prefix + letter in prefixes)
+            return max(1 if prefix in names else 0, below)
+
+        assert tasks._most_names() == most("")
+    assert tasks.MOST_PEOPLE == 1_372_000
+
+
+@pytest.mark.parametrize("out, words", [
+    ("a_file", ["is a file"]),
+    ("a_file/data", ["inside", "which is a file"]),
+    ("", ["empty"]),
+    ("/sys/dllm_lite_tasks", ["cannot be written in"]),
+])
+def test_an_unusable_out_is_one_line(tmp_path, out, words):
+    (tmp_path / "a_file").write_text("x")
+    out = str(tmp_path / out) if out.startswith("a_file") else out
+    done = run_cli("addition", "--train", "10", "--test", "2", "--out", out)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+    assert (tmp_path / "a_file").read_text() == "x" and sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_an_existing_data_set_is_refused_without_overwrite(tmp_path):
+    out = tmp_path / "addition"
+    assert run_cli("addition", "--train", "10", "--test", "2", "--out", str(out)).returncode == 0
+    before = (out / "train.jsonl").read_bytes()
+    done = run_cli("addition", "--train", "20", "--test", "2", "--out", str(out), "--seed", "1")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "--overwrite" in done.stderr
+    assert (out / "train.jsonl").read_bytes() == before
+    assert run_cli("addition", "--train", "20", "--test", "2", "--out", str(out), "--seed", "1",
+                   "--overwrite").returncode == 0
+    assert len(read(out / "train.jsonl")) == 20

@@ -57,7 +57,7 @@ def test_train_writes_metrics_plot_and_checkpoints(tmp_path, capsys):
     assert (out_dir / "loss.png").stat().st_size > 1000 and (out_dir / "config.yaml").is_file()
     # keep_last=2 of the checkpoints at steps 2, 4, 6; latest.pt is the newest; no temporary file left
     assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".pt") == ["latest.pt", "step_000004.pt", "step_000006.pt"]
-    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out_dir.iterdir() if p.name.startswith(".")] == [".run.lock"]  # no half-written file left
     net, tokenizer, cfg2, state = train.load_checkpoint(out_dir / "latest.pt")
     assert state["step"] == 6 and cfg2.model == cfg.model and tokenizer.decode(tokenizer.encode("fox")) == "fox"
     assert set(state) >= {"model", "optimizer", "rng", "data", "config", "tokenizer", "lr"}
@@ -178,14 +178,14 @@ def test_compiled_bf16_training_does_not_recompile_after_the_warm_up(tmp_path, m
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="aot_eager", **kw))  # no C++
     graphs_after_warm_up = []
-    try_compile = train._try_compile
+    try_compile = train.try_compile
 
     def spy(*args, **kwargs):
         compiled = try_compile(*args, **kwargs)
         graphs_after_warm_up.append(counters["stats"]["unique_graphs"])
         return compiled
 
-    monkeypatch.setattr(train, "_try_compile", spy)
+    monkeypatch.setattr(train, "try_compile", spy)
     cfg = make_config(tmp_path, "train.compile=true", "train.dtype=bfloat16", "train.max_steps=4",
                       "train.eval_every=100", "train.save_every=100")
     summary = train.train(cfg)
@@ -235,7 +235,7 @@ def test_a_bf16_autocast_step_on_cpu(tmp_path, objective):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     config = write_config(tmp_path)
     overrides = ["train.max_steps=12", "train.log_every=10", "train.save_every=2"]
-    batch_loss = train._batch_loss
+    batch_loss = train.batch_loss
     calls = []
 
     def nan_from_step_5(*args, **kwargs):
@@ -243,7 +243,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         value = batch_loss(*args, **kwargs)
         return value * float("nan") if len(calls) >= 5 else value
 
-    monkeypatch.setattr(train, "_batch_loss", nan_from_step_5)
+    monkeypatch.setattr(train, "batch_loss", nan_from_step_5)
     code, out, err = run_main(capsys, "--config", str(config), *overrides)
     assert_one_line_error(code + 1, err, "NaN", "train.lr", "untouched")  # exit code 1: the run failed
     state = train.read_checkpoint(tmp_path / "run" / "latest.pt")
