@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--compare", type=_name_list, help=f"levers timed next to the base: {','.join(LEVERS)}")
     p.add_argument("--batch-sizes", type=_int_list, help="extra training batch sizes, e.g. 16,32")
+    p.add_argument("--objectives", type=_name_list, help="training objectives: diffusion,autoregressive (default both)")
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
                    help="time the plain GPT-2 of the same shape next to the base rows (default: on)")
     p.add_argument("--skip-training", action="store_true")
@@ -101,7 +102,8 @@ def _options(args) -> dict:
     for key in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "vocab_size", "steps", "warmup",
                 "activation_checkpointing", "compile", "dtype", "device", "compare", "batch_sizes", "sample_length",
                 "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size", "block_size",
-                "ar_nocache_length", "compile_sampling", "sample_limit_s", "medium_memory", "peak_tflops", "reference"):
+                "ar_nocache_length", "compile_sampling", "sample_limit_s", "medium_memory", "peak_tflops", "reference",
+                "objectives"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     options.update(training=not args.skip_training, sampling=not args.skip_sampling, progress=not args.no_progress)

@@ -89,7 +89,8 @@ def check_targets(results) -> list[dict]:
         add("diffusion training tokens/s", tps, f"{tps or 0:,.0f}", f">= {goal:,.0f} (45% MFU)", (tps or 0) >= goal > 0,
             row)
         add("diffusion / AR training tokens/s", ratio, f"{ratio or 0:.2f}x", ">= 1.05x", (ratio or 0) >= 1.05, row)
-        add("small config training peak memory", gib, f"{gib or 0:.2f} GiB", "<= 22 GiB", (gib or 99) <= 22, row)
+        config = results["meta"].get("options", {}).get("config_name") or "small"
+        add(f"{config} config training peak memory", gib, f"{gib or 0:.2f} GiB", "<= 22 GiB", (gib or 99) <= 22, row)
     eager = [r for r in training if _eager_base(r)]
     if eager and any(r["objective"] == "reference" for r in training):
         ratio = eager[0].get("vs_ref") if eager[0]["error"] is None else None

@@ -53,6 +53,7 @@ class BenchOptions:
     device: str = "auto"
     compare: tuple = ()  # levers from LEVERS, each a variant next to the base
     batch_sizes: tuple = ()  # extra batch sizes to time
+    objectives: tuple = ("diffusion", "autoregressive")  # the training rows' objectives (levers included)
     reference: bool = True  # time the plain GPT-2 of the same shape (bench_reference) next to the base rows
     training: bool = True
     sampling: bool = True
@@ -84,6 +85,9 @@ class BenchOptions:
                 raise ValueError(f"unknown strategy {strategy!r}: choose from {', '.join(STRATEGIES)}")
         if self.dtype not in ("auto", "bfloat16", "float32"):
             raise ValueError(f"dtype must be auto, bfloat16 or float32, got {self.dtype!r}")
+        for objective in self.objectives:
+            if objective not in ("diffusion", "autoregressive"):
+                raise ValueError(f"unknown objective {objective!r}: choose diffusion, autoregressive or both")
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={self.steps}, warmup={self.warmup}")
         if not self.sample_limit_s or self.sample_limit_s <= 0:
@@ -98,29 +102,29 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
                 steps=o.steps, warmup=max(o.warmup, 3) if o.compile else o.warmup)
     specs = []
 
-    def add(objectives, suffix="", lever=None, **change):
-        for objective in objectives:
+    def add(kinds, suffix="", lever=None, **change):
+        for objective in kinds:
             specs.append(TrainSpec(name=objective + suffix, objective=objective, lever=lever, **{**base, **change}))
 
-    both = ("diffusion", "autoregressive")
-    add(both)
+    objectives = tuple(o.objectives)
+    add(objectives)
     if o.reference:  # eager, whatever the base does: the target compares the eager diffusion step with it
         add(("reference",), compile=False, activation_checkpointing=False, warmup=o.warmup)
     if o.block_size:
         add(("block_diffusion",), f" K={o.block_size}", "block", block_size=o.block_size)
     if "dtype" in o.compare:
         other = "float32" if dtype == "bfloat16" else "bfloat16"
-        add(both, f" {other}", "dtype", dtype=other)
-    if "full-head" in o.compare:
+        add(objectives, f" {other}", "dtype", dtype=other)
+    if "full-head" in o.compare and "diffusion" in objectives:
         add(("diffusion",), " full-head", "full-head", full_head=True)
     if "checkpointing" in o.compare:
         flip = not o.activation_checkpointing
-        add(both, " +ckpt" if flip else " no-ckpt", "checkpointing", activation_checkpointing=flip)
+        add(objectives, " +ckpt" if flip else " no-ckpt", "checkpointing", activation_checkpointing=flip)
     for b in o.batch_sizes:
         if b != o.batch_size:
-            add(both, f" B={b}", "batch", batch_size=b)
+            add(objectives, f" B={b}", "batch", batch_size=b)
     if "compile" in o.compare:
-        add(both, " eager" if o.compile else " +compile", "compile", compile=not o.compile, warmup=max(o.warmup, 3))
+        add(objectives, " eager" if o.compile else " +compile", "compile", compile=not o.compile, warmup=max(o.warmup, 3))
     if o.medium_memory:
         m = {"seq_len": o.seq_len, "batch_size": o.batch_size, **o.medium}
         shape = f"{m['n_layer']}L/{m['n_head']}H/{m['n_embd']} T={m['seq_len']}{' ckpt' if m['activation_checkpointing'] else ''}"
