@@ -130,7 +130,9 @@ def rotary_tables(seq_len: int, head_dim: int, base: float) -> tuple[torch.Tenso
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     r"""Rotate each pair $(x_j, x_{j+D/2})$ by its angle: x (B, H, T, D), cos/sin (T, D/2)."""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, D/2) each
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    rotated = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # (B, H, T, D), written in halves
+    rotated[..., : x1.shape[-1]] = x1 * cos - x2 * sin
+    rotated[..., x1.shape[-1] :] = x1 * sin + x2 * cos
     return rotated.type_as(x)
 
 
@@ -150,24 +152,34 @@ class KVCache:
         self.length = 0  # how many positions are filled
 
     def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> torch.Tensor:
-        """Store the convolution input h (B, T_new, C) after the filled part; return the `reach`
-        inputs before it (fewer at the start of the sequence), (B, P, C)."""
+        """Store the convolution input h (B, T_new, C) after the filled part; return the window the
+        convolution reads, the `reach` inputs before h (fewer at the start) and h: (B, P + T_new, C), a view."""
         start, end = self.length, self.length + h.shape[1]
         self.mix_inputs[layer][which][:, start:end] = h
-        return self.mix_inputs[layer][which][:, max(start - reach, 0) : start]
+        return self.mix_inputs[layer][which][:, max(start - reach, 0) : end]
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, H, T_new, D) after the filled part; return all keys and values so far."""
-        start, end = self.length, self.length + k.shape[2]
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool, extend: bool):
+        """Write k, v (B, H, T, D) into the buffers just after the filled part and return what the T new
+        queries attend to: (keys, values, attn_mask, is_causal), keys and values (B, H, past + T, D) views.
 
-    def peek(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cached keys and values followed by k, v (B, H, T_new, D), without storing them: a block
-        diffusion model denoises a block against the cache many times before the block is final."""
-        end = self.length
-        return torch.cat([self.keys[layer][:, :, :end], k], dim=2), torch.cat([self.values[layer][:, :, :end], v], dim=2)
+        Nothing is concatenated and nothing reallocated: the buffers hold seq_len positions from the
+        start. extend=False (a block diffusion model denoising a block against the cache many times)
+        writes the block there too but leaves `length` where it was, so the next call overwrites it.
+        A causal model's new query i sees every cached key and the new keys up to itself; a single
+        new query sees them all, so it needs no mask (and a mask whose key length grows every call
+        can keep a GPU's fastest attention kernel out). Called by the model's Attention.
+        """
+        past, end = self.length, self.length + k.shape[2]
+        self.keys[layer][:, :, past:end] = k
+        self.values[layer][:, :, past:end] = v
+        mask, is_causal = None, causal and past == 0 and k.shape[2] > 1
+        if causal and past > 0 and k.shape[2] > 1:
+            mask = torch.ones(k.shape[2], end, dtype=torch.bool, device=k.device).tril(diagonal=past)  # (T, past + T)
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end], mask, is_causal
+
+    def advance(self, n: int) -> None:
+        """The n positions just written are final: later calls attend to them (Transformer.features calls it)."""
+        self.length += n
 
 
 _COMPILED_FLEX = []
@@ -197,12 +209,9 @@ class Attention(nn.Module):
         if cos is not None:
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         mask, is_causal = attn_mask, self.cfg.causal and attn_mask is None
-        if cache is not None:
-            past = cache.length
-            k, v = cache.append(layer, k, v) if extend_cache else cache.peek(layer, k, v)  # (B, H, past + T, D)
-            if self.cfg.causal and past > 0:  # new query i may see every cached key and the new keys up to itself
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-                is_causal = False
+        if cache is not None:  # k, v (B, H, past + T, D): views of the cache's buffers, the new ones written in
+            k, v, cache_mask, is_causal = cache.attend(layer, k, v, self.cfg.causal, extend_cache)
+            mask = cache_mask if cache_mask is not None else mask
         dropout = self.cfg.dropout if self.training else 0.0
         if BlockMask is not None and isinstance(mask, BlockMask):  # a block-sparse mask: skip the empty tiles
             y = _flex(q.device.type)(q, k, v, block_mask=mask)
@@ -238,11 +247,12 @@ class LocalMix(nn.Module):
         self.offsets = list(range(-(width - 1), 1) if causal else range(-(width // 2), width // 2 + 1))
         self.weight = nn.Parameter(torch.zeros(len(self.offsets), 1, n_embd))  # (K, 1, C): a tap per offset
 
-    def forward(self, h: torch.Tensor, past: "torch.Tensor | None" = None) -> torch.Tensor:
-        """h (B, T, C); past (B, P, C): the inputs just before h, when decoding with a cache."""
+    def forward(self, h: torch.Tensor, window: "torch.Tensor | None" = None) -> torch.Tensor:
+        """h (B, T, C); window (B, P + T, C): when decoding with a cache, the P inputs just before h
+        followed by h itself (`KVCache.remember`), read in place of h."""
         T = h.shape[1]
-        if past is not None:
-            h = torch.cat([past, h], dim=1)  # (B, P + T, C)
+        if window is not None:
+            h = window  # (B, P + T, C)
         out, n = h, h.shape[1]
         for k, w in zip(self.offsets, self.weight):
             if k > 0:  # position i reads i + k
@@ -271,8 +281,8 @@ class Block(nn.Module):
     def _mixed(self, h, which: int, cache, layer: int):
         if self.mix is None:
             return h
-        past = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0]) if cache is not None else None
-        return self.mix[which](h, past)
+        window = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0]) if cache is not None else None
+        return self.mix[which](h, window)
 
     def forward(self, x, cos, sin, cache=None, layer=0, attn_mask=None, extend_cache=True):
         h = self._mixed(self.norm1(x), 0, cache, layer)
@@ -343,8 +353,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
                  attn_mask: "torch.Tensor | None" = None, extend_cache: bool = True) -> torch.Tensor:
         """The final normalised hidden states (B, T, n_embd), before the output head (arguments: see forward)."""
         B, T = idx.shape
-        start = cache.length if cache is not None else 0
         if positions is None:  # (given positions are the caller's to keep below seq_len: no host sync here)
+            start = cache.length if cache is not None else 0
             if start + T > self.cfg.seq_len:
                 raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
             positions = torch.arange(start, start + T, device=idx.device)  # (T,)
@@ -361,7 +371,7 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
             else:
                 x = block(x, cos, sin, cache, layer, attn_mask, extend_cache)
         if cache is not None and extend_cache:
-            cache.length += T
+            cache.advance(T)
         return self.norm(x)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

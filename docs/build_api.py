@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 API_FILE = ROOT / "docs" / "api.md"
 
 # the concepts first, in teaching order, then the commands, then the helpers
-MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "block", "pairs", "tasks", "data", "config", "checkpoint",
-           "muon", "train", "generate", "evaluate", "export", "bench", "bench_suite", "bench_timing",
+MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "block", "pairs", "tasks", "data", "config",
+           "checkpoint", "muon", "train", "generate", "evaluate", "export", "bench", "bench_suite", "bench_timing",
            "bench_reference", "bench_profile", "bench_report", "viz", "exercises", "notebook")
 SIMPLE = (str, int, float, bool, type(None))
 WIDTH = 100  # a longer signature is written one parameter per line
