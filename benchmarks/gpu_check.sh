@@ -4,16 +4,18 @@
 #   1. the CUDA tests (tests/test_cuda.py)
 #   2. the sampling bench, small shape, L = 1024, batch 1 and 16: AR with its cache, diffusion
 #      (confidence) and block diffusion K = 16 with its cache, each row under a time limit it finishes inside
-#   3. torch.profiler tables: one diffusion training step and one AR decode step
-#   4. the training bench, eager: diffusion, AR, block diffusion K = 16 and the plain GPT-2 reference
-#   5. the training bench, compiled diffusion next to eager
-#   6. tiny.yaml's shape, eager and compiled diffusion (its 3,000 steps <= 60 s target)
-#   7. the merge of 2, 4 and 5: targets and one table
-# Each part runs under `timeout` (planned limits 415 s, merge 30 s, each kill 5 s at most), cut further so that
+#   3. compiled decoding (generate(compile=True)) at batch 1: AR and block diffusion K = 16, each warmed up
+#      (compiled) by an untimed run of itself
+#   4. torch.profiler tables: one diffusion training step and one AR decode step
+#   5. the training bench, eager: diffusion, AR, block diffusion K = 16 and the plain GPT-2 reference
+#   6. the training bench, compiled diffusion next to eager
+#   7. tiny.yaml's shape, eager and compiled diffusion (its 3,000 steps <= 60 s target)
+#   8. the merge of 2, 3, 5 and 6: targets and one table
+# Each part runs under `timeout` (planned limits 420 s, merge 25 s, each kill 3 s at most), cut further so that
 # the parts stay inside GPU_CHECK_BUDGET_S (440 s);
 # a part stopped by its limit keeps what it wrote. Everything lands in $OUT (default ./gpu_check_out):
-# gpu_check.log (all that was printed), cuda_tests.log, profile.txt, sample.json, train_eager.json,
-# train_compile.json, tiny.json, bench.json (8 files: what the device tool brings back).
+# gpu_check.log (all that was printed, the CUDA tests' output too), profile.txt, sample.json, decode.json,
+# train_eager.json, train_compile.json, tiny.json, bench.json (8 files: what the device tool brings back).
 # GPU_CHECK_CPU=1: the same parts at CPU sizes (--tiny), without the CUDA tests and the compiled parts,
 # to try the script anywhere in about a minute.
 set -uo pipefail
@@ -44,7 +46,7 @@ part() {
     fi
     say "== $name (limit ${limit}s): $*"
     local begin=$SECONDS
-    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$LOG" "$file"
+    timeout --kill-after=3 "$limit" "$@" 2>&1 | tee -a "$LOG" "$file"
     local status=${PIPESTATUS[0]}
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         say "== $name STOPPED by its ${limit}s limit; what it finished is in $file and the JSON files"
@@ -74,32 +76,40 @@ fi
 if [ "$CPU" = 1 ]; then
     say ""; say "== cuda tests: skipped (cpu mode)"
 elif [ -f tests/test_cuda.py ]; then
-    part "cuda tests" 75 "$OUT/cuda_tests.log" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    part "cuda tests" 70 /dev/null "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 else
     say ""; say "== cuda tests: tests/test_cuda.py is not in this checkout"
 fi
 
-part "sampling bench" 110 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training \
+part "sampling bench" 95 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training \
     --strategies confidence --ar-nocache-length 0 "${SAMPLE[@]}" --json "$OUT/sample.json"
 
-part "profile" 40 "$OUT/profile.txt" "${BENCH[@]}" "${SHAPE[@]}" --profile --profile-rows 20
+if [ "$CPU" = 1 ]; then
+    say ""; say "== compiled decode: skipped (cpu mode)"
+else
+    part "compiled decode" 60 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training --strategies confidence \
+        --sample-batch-sizes "" --compile-decode 1 --sample-steps 256 --block-size 16 --sample-limit-s 25 \
+        --json "$OUT/decode.json"
+fi
 
-part "training bench, eager" 45 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
+part "profile" 35 "$OUT/profile.txt" "${BENCH[@]}" "${SHAPE[@]}" --profile --profile-rows 20
+
+part "training bench, eager" 40 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
     --block-size "$([ "$CPU" = 1 ] && echo 8 || echo 16)" --json "$OUT/train_eager.json"
 
 if [ "$CPU" = 1 ]; then
     say ""; say "== training bench, compiled: skipped (cpu mode)"
     say ""; say "== tiny.yaml, eager and compiled: skipped (cpu mode)"
 else
-    part "training bench, compiled" 90 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
+    part "training bench, compiled" 75 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --json "$OUT/train_compile.json"
-    part "tiny.yaml, eager and compiled" 55 /dev/null "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
+    part "tiny.yaml, eager and compiled" 45 /dev/null "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --steps 20 --json "$OUT/tiny.json"
 fi
 
 say ""
 say "== merge: targets and one table (tiny.yaml's own targets are in its part above)"
-timeout 30 "${BENCH[@]}" --merge "$OUT/sample.json" "$OUT/train_eager.json" "$OUT/train_compile.json" \
+timeout 25 "${BENCH[@]}" --merge "$OUT/sample.json" "$OUT/decode.json" "$OUT/train_eager.json" "$OUT/train_compile.json" \
     --json "$OUT/bench.json" 2>&1 | tee -a "$LOG"
 say "== gpu_check done in $((SECONDS - START))s; files in $OUT:"
 ls "$OUT" | tee -a "$LOG"

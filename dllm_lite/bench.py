@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=int, help="adds block diffusion rows with this K (training and cached sampling)")
     p.add_argument("--ar-nocache-length", type=int, help="length of the AR-without-cache comparison (0: skip)")
     p.add_argument("--compile-sampling", action="store_true", default=None)
+    p.add_argument("--compile-decode", type=_int_list, help="batch sizes (e.g. 1) at which AR and block diffusion "
+                                                            "also decode compiled: generate(compile=True)")
     p.add_argument("--sample-limit-s", type=float, help="stop every sampling row (AR included) after this many seconds "
                                                         "(default 30); a stopped row shows what it measured")
     p.add_argument("--medium-memory", action="store_true", default=None, help="peak memory of a few medium steps")
@@ -102,7 +104,7 @@ def _options(args) -> dict:
     for key in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "vocab_size", "steps", "warmup",
                 "activation_checkpointing", "compile", "dtype", "device", "compare", "batch_sizes", "sample_length",
                 "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size", "block_size",
-                "ar_nocache_length", "compile_sampling", "sample_limit_s", "medium_memory", "peak_tflops", "reference",
+                "ar_nocache_length", "compile_sampling", "compile_decode", "sample_limit_s", "medium_memory", "peak_tflops", "reference",
                 "objectives"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)

@@ -66,6 +66,7 @@ class BenchOptions:
     block_size: int | None = None  # adds block diffusion rows: a training step, and sampling with its cache
     ar_nocache_length: int = 128  # the AR model without its cache, at this (short) length
     compile_sampling: bool = False
+    compile_decode: tuple = ()  # batch sizes at which AR and block diffusion also decode compiled (decode.py)
     sample_limit_s: float = 30.0  # every sampling row (AR, warm-ups included) stops after this many seconds
     medium_memory: bool = False
     medium: dict = field(default_factory=lambda: dict(MEDIUM))  # shape of the memory check
@@ -134,14 +135,23 @@ def training_specs(o: BenchOptions, dtype: str) -> list[TrainSpec]:
 
 
 def sampling_plan(o: BenchOptions) -> list[tuple]:
-    """[(name, net kind, kwargs)] in the order they run: batch by batch, each with a warm-up and its AR reference
-    first (net kind "both" is the untimed warm-up of every net at that batch size)."""
+    """[(name, net kind, kwargs)] in the order they run: the compiled decode rows, then batch by batch, each
+    with a warm-up and its AR reference first (net kind "both": the untimed warm-up of every net at that batch
+    size; a compiled row is warmed up by an untimed run of itself, see run_bench)."""
     variants = [(s, s, None, "diffusion") for s in o.strategies]
     if o.sample_block_size:
         variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size, "diffusion"))
     if o.block_size:  # the block diffusion model, with its key/value cache; at least one step per block
         variants.append((f"block K={o.block_size} confidence", "confidence", None, "block"))
     plan = []
+    for b in o.compile_decode:  # first, so that a slow compile cannot crowd out the eager rows' time
+        length = dict(length=o.sample_length, batch_size=b, compile=True)
+        plan.append(("AR kv-cache compiled", "ar", length))
+        if o.block_size:
+            steps = max((s for s in o.sample_steps if s >= -(-o.sample_length // o.block_size)), default=None)
+            if steps:
+                plan.append((f"block K={o.block_size} s={steps} compiled", "block",
+                             dict(length, steps=steps, strategy="confidence")))
     for i, b in enumerate(o.sample_batch_sizes):
         plan.append(("warm-up", "both", dict(batch_size=b)))
         plan.append(("AR kv-cache", "ar", dict(length=o.sample_length, batch_size=b)))
@@ -172,8 +182,8 @@ def _sampling_nets(o: BenchOptions, device):
 
 
 def _warm_up(o, nets, device, dtype, batch_size, forward):
-    """Untimed first calls of every net at this batch size (allocator, kernels, compile), and the memory one
-    forward of each takes, into forward[(net kind, batch_size)]."""
+    """Untimed first calls of every net at this batch size (allocator, kernels), and the memory one forward of
+    each takes, into forward[(net kind, batch_size)]."""
     warm = dict(diffusion=dict(length=o.sample_length, steps=2), ar=dict(length=min(8, o.sample_length)),
                 block=dict(length=min(2 * (o.block_size or 1), o.sample_length), steps=2))
     for kind, net in nets.items():
@@ -227,6 +237,12 @@ def run_bench(**options) -> dict:
                 _warm_up(o, nets, device, dtype, kw["batch_size"], forward)
                 continue
             net, gib = nets[kind], forward.get((kind, kw["batch_size"])) if kw["length"] == o.sample_length else None
+            if kw.get("compile"):  # the same call untimed first: it compiles (a new length or width recompiles)
+                warm = guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s, **kw),
+                               {"name": name}, device)
+                if o.verbose:
+                    print(f"sample warm-up (compiles) {name} B={kw['batch_size']}: {warm['seconds'] or 0:.1f} s"
+                          + (f", {warm['error']}" if warm["error"] else ""), flush=True)
             row = dict(sampling_row(net, name, **kw), limit_s=o.sample_limit_s, forward_gib=gib)
             record("sampling", guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s,
                                                              forward_gib=gib, seed=o.seed, **kw), row, device))

@@ -198,57 +198,78 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
 
 
 def sampling_row(net, name, length, steps=1, batch_size=1, strategy="confidence", block_size=None, threshold=None,
-                 use_cache=True) -> dict:
+                 use_cache=True, compile=False) -> dict:
     """The settings part of a sampling row, its numbers still None (`time_sampling` fills them in)."""
     causal, model_blocks = net.cfg.causal, getattr(net.cfg, "block_size", None)
     objective = "autoregressive" if causal else "block_diffusion" if model_blocks else "diffusion"
     return dict(kind="sample", name=name, objective=objective,
                 strategy="autoregressive" if causal else strategy, steps=length if causal else steps,
                 batch_size=batch_size, length=length, block_size=model_blocks or block_size, threshold=threshold,
-                use_cache=use_cache if causal or model_blocks else None, compiled=False, network_calls=None,
+                use_cache=use_cache if causal or model_blocks else None, compiled=compile, network_calls=None,
                 steps_taken=None, seconds=None, tokens_per_s=None, ms_per_call=None, peak_gib=None, extra_gib=None,
                 forward_gib=None, limit_s=None, stopped_at_limit=False, error=None)
 
 
-class _OverTime(Exception):
-    """A sampling row ran past its time limit."""
+class _OverTime(BaseException):
+    """A sampling row ran past its time limit (a BaseException, so that no `except Exception` on the way,
+    such as the compiled decoder's fallback, mistakes it for a failure of its own)."""
 
 
 class _Metered(nn.Module):
-    """Counts network calls and stops a generation that runs past `deadline` (perf_counter seconds)."""
+    """Counts network calls and stops a generation that runs past `deadline` (perf_counter seconds).
 
-    def __init__(self, net, deadline):
+    One meter per net for the whole run (`_meter`), so that a compiled decoder, which keeps its
+    cache and its compiled step per module, finds them ready from the warm-up."""
+
+    def __init__(self, net):
         super().__init__()
-        self.net, self.cfg, self.deadline, self.calls = net, net.cfg, deadline, 0
+        self.net, self.cfg, self.deadline, self.calls = net, net.cfg, None, 0
 
-    def forward(self, *args, **kwargs):
+    @torch.compiler.disable
+    def _tick(self):  # outside any compiled graph: the clock is read on the host at every call
         if self.deadline is not None and time.perf_counter() > self.deadline:
             raise _OverTime()
         self.calls += 1
+
+    def forward(self, *args, **kwargs):
+        self._tick()
         return self.net(*args, **kwargs)
 
     def new_cache(self, batch_size):
         return self.net.new_cache(batch_size)
 
 
+def _meter(net) -> _Metered:
+    """The net's own meter, made on first use and kept on the net (outside its modules: not a child)."""
+    if "_bench_meter" not in net.__dict__:
+        object.__setattr__(net, "_bench_meter", _Metered(net))
+    return net.__dict__["_bench_meter"]
+
+
 def time_sampling(net, device, dtype, *, name, length, steps=1, batch_size=1, strategy="confidence", block_size=None,
-                  threshold=None, use_cache=True, limit_s=None, forward_gib=None, seed=0) -> dict:
+                  threshold=None, use_cache=True, compile=False, limit_s=None, forward_gib=None, seed=0) -> dict:
     """Time one `generate` call of `net` (a causal net: KV-cached AR from its BOS, no prompt); return its row.
 
     tokens/s counts the generated tokens, batch_size * length. With `limit_s`, a call still
     running after that many seconds is stopped between two network calls: its row has
     stopped_at_limit=True, no tokens/s, and the network calls, seconds, ms per call and memory
-    measured until then. forward_gib (from `forward_activation_gib`) is copied into the row.
+    measured until then. compile=True (causal and block diffusion nets) decodes with
+    `generate(compile=True)`, the static cache and compiled step of decode.py; the first such call
+    for a net and batch size compiles, so warm it up first. forward_gib (from
+    `forward_activation_gib`) is copied into the row.
     """
-    row = dict(sampling_row(net, name, length, steps, batch_size, strategy, block_size, threshold, use_cache),
+    row = dict(sampling_row(net, name, length, steps, batch_size, strategy, block_size, threshold, use_cache, compile),
                limit_s=limit_s, forward_gib=forward_gib)
     stats = {}
     kwargs = dict(use_cache=use_cache) if net.cfg.causal else dict(
         strategy=strategy, block_size=block_size, threshold=threshold, use_cache=use_cache)  # (the cache: block nets)
+    if compile:
+        kwargs["compile"] = True
     _reset_memory(device)
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+    metered = _meter(net)
     start = time.perf_counter()
-    metered = _Metered(net, None if limit_s is None else start + limit_s)
+    metered.calls, metered.deadline = 0, None if limit_s is None else start + limit_s
     try:
         with _autocast(device, dtype):
             generate(metered, mask_id=net.cfg.mask_id, length=length, steps=row["steps"], batch_size=batch_size,
@@ -257,6 +278,8 @@ def time_sampling(net, device, dtype, *, name, length, steps=1, batch_size=1, st
     except _OverTime:
         calls = metered.calls
         row.update(stopped_at_limit=True, error=f"stopped by its {limit_s:g} s limit after {calls} network calls")
+    finally:
+        metered.deadline = None
     _sync(device)
     elapsed = time.perf_counter() - start
     peak = _peak_gib(device)

@@ -399,7 +399,8 @@ def test_objectives_choose_the_training_rows():
 
 GPU_CHECK = bench_report.PACKAGE_DIR.parent / "benchmarks" / "gpu_check.sh"
 FAKE_PYTHON = """#!/bin/sh
-printf '%s\\n' "$*" >> "$CALLS"
+for arg in "$@"; do printf '%s\\037' "$arg"; done >> "$CALLS"
+echo >> "$CALLS"
 """
 
 
@@ -422,7 +423,7 @@ def run_gpu_check(tmp_path, **env):
                                **env})
     assert done.returncode == 0, done.stderr
     log = (out / "gpu_check.log").read_text()
-    return [line.split() for line in calls.read_text().splitlines()], log
+    return [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()], log
 
 
 def test_gpu_check_runs_every_part_inside_its_budget(tmp_path):
@@ -437,7 +438,9 @@ def test_gpu_check_runs_every_part_inside_its_budget(tmp_path):
     assert any("--profile" in argv for argv in bench_calls)
     assert any(c[:2] == ["-m", "pytest"] and "tests/test_cuda.py" in c for c in calls)
     limits = [int(part.split("s)")[0]) for part in log.split("(limit ")[1:]]
-    assert len(limits) == 6 and sum(limits) + 5 * len(limits) + 30 <= 480  # parts, their kills, the merge: 8 minutes
+    assert len(limits) == 7 and sum(limits) + 3 * len(limits) + 25 <= 470  # parts, their kills, the merge: 8 minutes
+    decode = next(argv for argv in runs if "--compile-decode" in argv)
+    assert decode[decode.index("--compile-decode") + 1] == "1" and "16" in decode  # AR and block K = 16, batch 1
     assert all(argv[argv.index("--json") + 1].startswith(str(tmp_path / "out")) for argv in runs)
 
 
@@ -448,3 +451,24 @@ def test_gpu_check_cpu_mode_and_a_spent_budget(tmp_path):
     calls, log = run_gpu_check(tmp_path / "spent", GPU_CHECK_CPU="1", GPU_CHECK_BUDGET_S="25")
     assert "sampling bench: skipped, the 25s budget is spent" in log
     assert [c for c in calls if c[:2] == ["-m", "dllm_lite.bench"]] == [c for c in calls if "--merge" in c]
+
+
+def test_compiled_decode_rows_warm_up_then_pass_compile_to_generate(monkeypatch):
+    """--compile-decode B adds an AR and a block diffusion row that call generate(compile=True), each run once
+    untimed first (the compile), and the targets read the compiled AR row as such."""
+    seen = []
+
+    def fake_generate(net, **kwargs):
+        seen.append(kwargs.get("compile", False))
+        net(torch.zeros(1, 1, dtype=torch.long))  # one metered call
+        kwargs["stats"].update(network_calls=1, steps=1)
+
+    monkeypatch.setattr(bench_timing, "generate", fake_generate)
+    options = dict(bench.TINY, device="cpu", training=False, progress=False, verbose=False, block_size=8,
+                   sample_batch_sizes=(), compile_decode=(1,), sample_steps=(4, 16))
+    rows = bench.run_bench(**options)["sampling"]
+    assert [r["name"] for r in rows] == ["AR kv-cache compiled", "block K=8 s=16 compiled"]  # the most steps
+    assert all(r["compiled"] and r["batch_size"] == 1 and r["error"] is None for r in rows)
+    assert seen == [True] * 4  # each row: a warm-up run, then the timed one
+    bench_report.add_ratios({"training": [], "sampling": rows})
+    assert rows[0]["vs_ar"] is None  # a compiled AR row is not the eager AR reference
