@@ -27,7 +27,7 @@ __all__ = ["profile_tables"]
 
 
 def _table(prof, device, rows) -> str:
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=sort_by, row_limit=rows)
 
 

@@ -241,7 +241,7 @@ def run_bench(**options) -> dict:
                 warm = guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s, **kw),
                                {"name": name}, device)
                 if o.verbose:
-                    print(f"sample warm-up (compiles) {name} B={kw['batch_size']}: {warm['seconds'] or 0:.1f} s"
+                    print(f"sample warm-up (compiles) {name} B={kw['batch_size']}: {warm.get('seconds') or 0:.1f} s"
                           + (f", {warm['error']}" if warm["error"] else ""), flush=True)
             row = dict(sampling_row(net, name, **kw), limit_s=o.sample_limit_s, forward_gib=gib)
             record("sampling", guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s,

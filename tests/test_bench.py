@@ -472,3 +472,20 @@ def test_compiled_decode_rows_warm_up_then_pass_compile_to_generate(monkeypatch)
     assert seen == [True] * 4  # each row: a warm-up run, then the timed one
     bench_report.add_ratios({"training": [], "sampling": rows})
     assert rows[0]["vs_ar"] is None  # a compiled AR row is not the eager AR reference
+
+
+def test_a_failed_compile_warm_up_is_reported_and_the_row_still_runs(monkeypatch, capsys):
+    runs = []
+
+    def fake_generate(net, **kwargs):
+        runs.append(kwargs.get("compile"))
+        if len(runs) == 1:
+            raise RuntimeError("simulated compiler crash")
+        kwargs["stats"].update(network_calls=1, steps=1)
+
+    monkeypatch.setattr(bench_timing, "generate", fake_generate)
+    rows = bench.run_bench(**dict(bench.TINY, device="cpu", training=False, progress=False, sample_batch_sizes=(),
+                                  compile_decode=(1,)))["sampling"]
+    assert [r["name"] for r in rows] == ["AR kv-cache compiled"] and rows[0]["error"] is None
+    assert "warm-up (compiles) AR kv-cache compiled B=1: 0.0 s, RuntimeError: simulated compiler crash" in \
+        capsys.readouterr().out
