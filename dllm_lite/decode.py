@@ -53,10 +53,10 @@ class StaticKVCache:
         self.length = 0  # how many positions are final (a Python number, read outside the compiled step)
         self.at = None  # (T,) positions of the current call's tokens
 
-    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool, extend: bool):
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool):
         """Write k, v (B, H, T, D) at positions `at`; return (keys, values, mask, is_causal) over all S positions,
         the mask (T, S) True where a query may attend: keys up to itself (causal), or up to the call's last
-        position (a block seeing the cache and itself). extend is the caller's business (`advance`)."""
+        position (a block seeing the cache and itself)."""
         self.keys[layer].index_copy_(2, self.at, k.to(self.keys[layer].dtype))
         self.values[layer].index_copy_(2, self.at, v.to(self.values[layer].dtype))
         if causal:
@@ -65,13 +65,14 @@ class StaticKVCache:
             mask = (self.key_positions <= self.at[-1]).expand(k.shape[2], -1)  # (T, S)
         return self.keys[layer], self.values[layer], mask, False
 
-    def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> torch.Tensor:
+    def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> tuple[torch.Tensor, int]:
         """Write the convolution input h (B, T, C) at positions `at`; return the window (B, reach + T, C)
-        the convolution reads: the `reach` inputs before h (zeros before the start) and h."""
+        the convolution reads, the `reach` inputs before h (zeros before the start) and h, and where h
+        starts in it (reach)."""
         buffer = self.mix_inputs[layer][which]
         buffer.index_copy_(1, self.at, h.to(buffer.dtype))
         window = self.at[0] - reach + torch.arange(reach + h.shape[1], device=h.device)  # (reach + T,)
-        return buffer.index_select(1, window.clamp_min(0)) * (window >= 0)[None, :, None].to(buffer.dtype)
+        return buffer.index_select(1, window.clamp_min(0)) * (window >= 0)[None, :, None].to(buffer.dtype), reach
 
     def advance(self, n: int) -> None:
         """Nothing: inside a compiled step a Python number must not change; `Decoder` moves `length`."""

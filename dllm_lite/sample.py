@@ -53,6 +53,7 @@ from .block import fill_blocks
 from .corrupt import get_schedule
 from .decode import autoregressive
 from .draw import check_sampling, sample_tokens
+from .fastcache import BlockCache
 from .draw import uniform as _uniform
 
 __all__ = [
@@ -229,10 +230,15 @@ def _logits_at(net, x, where, headed) -> torch.Tensor:
 
 
 def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
-               record, headed=False):
-    """Fill every mask of x (B, T) in place; return (network calls, steps taken). headed: net takes only_at."""
+               record, headed=False, block_cache=None):
+    """Fill every mask of x (B, T) in place; return (network calls, steps taken). headed: net takes only_at;
+    block_cache: a fastcache.BlockCache of net, called instead of it."""
     calls, taken, logits, computed_at = 0, 0, None, None
+    if block_cache is not None:
+        net, headed = block_cache, True
     for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
+        if block_cache is not None:
+            block_cache.start_block(int(cols[0]), int(cols[-1]) + 1)
         in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         in_block[cols.to(x.device)] = True
         stale = True  # x changed since the last call (a new block: the logits are for the block before)
@@ -284,7 +290,7 @@ def _priority(strategy, x, generator) -> torch.Tensor:
 def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
              temperature=1.0, top_k=None, top_p=None, block_size=None, threshold=None, batch_size=1,
              generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None,
-             compile=False):
+             compile=False, block_cache=None, cache_refresh=None):
     """Sample `batch_size` sequences of the prompt followed by `length` generated tokens.
 
     net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
@@ -313,6 +319,9 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     compile=True (causal and block diffusion nets): decode with a static-shape key/value cache and a
     `torch.compile`d step (CUDA graphs on a GPU; decode.py), the same tokens as without; the first
     call compiles, and a failed compilation falls back to eager with a one-line message.
+    block_cache ("prefix" or "dual", with block_size, for a bidirectional Transformer): Fast-dLLM's
+    approximate key/value caches (fastcache.py): the prefix (and the masked suffix) are computed
+    once per block, or every `cache_refresh` calls; cache_refresh=1 gives the uncached tokens.
 
     Returns ids (batch_size, len(prompt) + length) on the net's device; with
     return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
@@ -356,6 +365,17 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
                          "models have; drop compile for this model")
     if compile and not use_cache:
         raise ValueError("compile=True decodes with a static key/value cache: it needs use_cache=True")
+    if block_cache is not None:
+        if causal or model_blocks is not None:
+            raise ValueError("block_cache is for a bidirectional (MDLM) model; a causal or block diffusion model "
+                             "already decodes with its exact key/value cache: drop block_cache")
+        if block_size is None:
+            raise ValueError(f"block_cache={block_cache!r} caches what lies outside the block being decoded: give "
+                             f"block_size too")
+        if not hasattr(net, "new_cache"):
+            raise ValueError("block_cache needs a net with a key/value cache (the library's Transformer)")
+    elif cache_refresh is not None:
+        raise ValueError("cache_refresh sets how often block_cache recomputes its keys and values: give block_cache")
     if causal and infilling:
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
@@ -391,8 +411,9 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
                 calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache, compile)
                 x = x[:, :end]
             else:
+                fast = None if block_cache is None else BlockCache(net, batch_size, block_cache, cache_refresh)
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
-                                          threshold, cache, generator, record, headed)
+                                          threshold, cache, generator, record, headed, fast)
     finally:
         if isinstance(net, nn.Module):
             net.train(was_training)

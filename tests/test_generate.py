@@ -134,6 +134,18 @@ def test_compile_flag_reaches_the_sampler_and_is_refused_for_a_diffusion_checkpo
     assert_one_line_error(code, err, "compile", "causal and block diffusion")
 
 
+def test_block_cache_refreshed_at_every_call_prints_the_uncached_text(checkpoints, capsys):
+    argv = ["--checkpoint", checkpoints["diffusion"], "--prompt", "she ", "--length", "12", "--block-size", "4",
+            "--num-samples", "2"]
+    code, plain, err = run(capsys, *argv)
+    assert code == 0, err
+    for mode in ("prefix", "dual"):
+        code, out, err = run(capsys, *argv, "--block-cache", mode, "--cache-refresh", "1")
+        assert code == 0 and out == plain, err
+    code, _, err = run(capsys, *argv[:6], "--block-cache", "dual")
+    assert_one_line_error(code, err, "block_cache", "block_size")
+
+
 def test_autoregressive_checkpoint_without_a_prompt_starts_from_its_beginning_of_sequence_token(checkpoints, capsys,
                                                                                               monkeypatch):
     calls = []

@@ -95,7 +95,9 @@ def test_local_mix_adds_weighted_neighbours(causal):
                 expected[:, i] += tap[0] * h[:, i + k]
     assert torch.allclose(mix(h), expected, atol=1e-6)
     if causal:  # the last two positions, given the two before them and themselves, as a cache supplies them
-        assert torch.allclose(mix(h[:, 3:], window=h[:, 1:]), expected[:, 3:], atol=1e-6)
+        assert torch.allclose(mix(h[:, 3:], window=h[:, 1:], start=2), expected[:, 3:], atol=1e-6)
+    else:  # positions 1 and 2, from a window with a neighbour on each side, as a cache with a suffix supplies it
+        assert torch.allclose(mix(h[:, 1:3], window=h[:, :4], start=1), expected[:, 1:3], atol=1e-6)
 
 
 def test_conv_model_starts_as_the_model_without():
