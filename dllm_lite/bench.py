@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", type=_name_list, help=f"from {','.join(STRATEGIES)}")
     p.add_argument("--threshold", type=float, help="confidence threshold of the threshold strategy (0.9)")
     p.add_argument("--sample-block-size", type=int, help="adds a semi-autoregressive confidence variant")
+    p.add_argument("--block-caches", type=_name_list, help="prefix,dual: that variant again with Fast-dLLM's cache")
     p.add_argument("--block-size", type=int, help="adds block diffusion rows with this K (training and cached sampling)")
     p.add_argument("--ar-nocache-length", type=int, help="length of the AR-without-cache comparison (0: skip)")
     p.add_argument("--compile-sampling", action="store_true", default=None)
@@ -103,7 +104,7 @@ def _options(args) -> dict:
                                  batch_size=m.train.batch_size)
     for key in ("n_layer", "n_head", "n_embd", "seq_len", "batch_size", "vocab_size", "steps", "warmup",
                 "activation_checkpointing", "compile", "dtype", "device", "compare", "batch_sizes", "sample_length",
-                "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size", "block_size",
+                "sample_steps", "sample_batch_sizes", "strategies", "threshold", "sample_block_size", "block_caches", "block_size",
                 "ar_nocache_length", "compile_sampling", "compile_decode", "sample_limit_s", "medium_memory", "peak_tflops", "reference",
                 "objectives"):
         if getattr(args, key) is not None:

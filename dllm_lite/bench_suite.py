@@ -63,6 +63,7 @@ class BenchOptions:
     strategies: tuple = ("ancestral", "confidence", "threshold")  # left_to_right and random cost what confidence does
     threshold: float = 0.9
     sample_block_size: int | None = None  # adds a semi-autoregressive "confidence" variant
+    block_caches: tuple = ()  # with sample_block_size: that variant with Fast-dLLM's "prefix" / "dual" cache
     block_size: int | None = None  # adds block diffusion rows: a training step, and sampling with its cache
     ar_nocache_length: int = 128  # the AR model without its cache, at this (short) length
     compile_sampling: bool = False
@@ -91,6 +92,11 @@ class BenchOptions:
                 raise ValueError(f"unknown objective {objective!r}: choose diffusion, autoregressive or both")
         if self.steps < 1 or self.warmup < 0:
             raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={self.steps}, warmup={self.warmup}")
+        if self.block_caches and not self.sample_block_size:
+            raise ValueError("block_caches time the semi-autoregressive variant with a cache: give sample_block_size")
+        for mode in self.block_caches:
+            if mode not in ("prefix", "dual"):
+                raise ValueError(f"unknown block cache {mode!r}: choose prefix or dual")
         if not self.sample_limit_s or self.sample_limit_s <= 0:
             raise ValueError(f"sample_limit_s must be a positive number of seconds, got {self.sample_limit_s!r}")
 
@@ -138,11 +144,14 @@ def sampling_plan(o: BenchOptions) -> list[tuple]:
     """[(name, net kind, kwargs)] in the order they run: the compiled decode rows, then batch by batch, each
     with a warm-up and its AR reference first (net kind "both": the untimed warm-up of every net at that batch
     size; a compiled row is warmed up by an untimed run of itself, see run_bench)."""
-    variants = [(s, s, None, "diffusion") for s in o.strategies]
+    variants = [(s, s, None, "diffusion", None) for s in o.strategies]
     if o.sample_block_size:
-        variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size, "diffusion"))
+        variants.append((f"confidence block={o.sample_block_size}", "confidence", o.sample_block_size, "diffusion", None))
+        for mode in o.block_caches:  # Fast-dLLM: the same blocks, the keys and values outside the block reused
+            variants.append((f"confidence block={o.sample_block_size} {mode}", "confidence", o.sample_block_size,
+                             "diffusion", mode))
     if o.block_size:  # the block diffusion model, with its key/value cache; at least one step per block
-        variants.append((f"block K={o.block_size} confidence", "confidence", None, "block"))
+        variants.append((f"block K={o.block_size} confidence", "confidence", None, "block", None))
     plan = []
     for b in o.compile_decode:  # first, so that a slow compile cannot crowd out the eager rows' time
         length = dict(length=o.sample_length, batch_size=b, compile=True)
@@ -155,12 +164,13 @@ def sampling_plan(o: BenchOptions) -> list[tuple]:
     for i, b in enumerate(o.sample_batch_sizes):
         plan.append(("warm-up", "both", dict(batch_size=b)))
         plan.append(("AR kv-cache", "ar", dict(length=o.sample_length, batch_size=b)))
-        for label, strategy, block, kind in variants:
+        for label, strategy, block, kind, cache in variants:
             for steps in o.sample_steps:
                 if kind == "block" and steps < -(-o.sample_length // o.block_size):
                     continue
-                plan.append((f"{label} s={steps}", kind, dict(length=o.sample_length, steps=steps, batch_size=b,
-                             strategy=strategy, block_size=block, threshold=o.threshold if strategy == "threshold" else None)))
+                kw = dict(length=o.sample_length, steps=steps, batch_size=b, strategy=strategy, block_size=block,
+                          threshold=o.threshold if strategy == "threshold" else None)
+                plan.append((f"{label} s={steps}", kind, dict(kw, block_cache=cache) if cache else kw))
         if i == 0 and o.ar_nocache_length:  # cheap, so before the larger batches
             n = min(o.ar_nocache_length, o.sample_length)
             plan.append((f"AR kv-cache L={n}", "ar", dict(length=n, batch_size=b)))

@@ -198,14 +198,15 @@ def time_training(spec: TrainSpec, device, peak_tflops=None) -> dict:
 
 
 def sampling_row(net, name, length, steps=1, batch_size=1, strategy="confidence", block_size=None, threshold=None,
-                 use_cache=True, compile=False) -> dict:
+                 use_cache=True, compile=False, block_cache=None) -> dict:
     """The settings part of a sampling row, its numbers still None (`time_sampling` fills them in)."""
     causal, model_blocks = net.cfg.causal, getattr(net.cfg, "block_size", None)
     objective = "autoregressive" if causal else "block_diffusion" if model_blocks else "diffusion"
     return dict(kind="sample", name=name, objective=objective,
                 strategy="autoregressive" if causal else strategy, steps=length if causal else steps,
                 batch_size=batch_size, length=length, block_size=model_blocks or block_size, threshold=threshold,
-                use_cache=use_cache if causal or model_blocks else None, compiled=compile, network_calls=None,
+                use_cache=use_cache if causal or model_blocks else None, compiled=compile, block_cache=block_cache,
+                network_calls=None,
                 steps_taken=None, seconds=None, tokens_per_s=None, ms_per_call=None, peak_gib=None, extra_gib=None,
                 forward_gib=None, limit_s=None, stopped_at_limit=False, error=None)
 
@@ -235,8 +236,8 @@ class _Metered(nn.Module):
         self._tick()
         return self.net(*args, **kwargs)
 
-    def new_cache(self, batch_size):
-        return self.net.new_cache(batch_size)
+    def new_cache(self, batch_size, **kwargs):
+        return self.net.new_cache(batch_size, **kwargs)
 
 
 def _meter(net) -> _Metered:
@@ -247,7 +248,8 @@ def _meter(net) -> _Metered:
 
 
 def time_sampling(net, device, dtype, *, name, length, steps=1, batch_size=1, strategy="confidence", block_size=None,
-                  threshold=None, use_cache=True, compile=False, limit_s=None, forward_gib=None, seed=0) -> dict:
+                  threshold=None, use_cache=True, compile=False, block_cache=None, limit_s=None, forward_gib=None,
+                  seed=0) -> dict:
     """Time one `generate` call of `net` (a causal net: KV-cached AR from its BOS, no prompt); return its row.
 
     tokens/s counts the generated tokens, batch_size * length. With `limit_s`, a call still
@@ -255,16 +257,20 @@ def time_sampling(net, device, dtype, *, name, length, steps=1, batch_size=1, st
     stopped_at_limit=True, no tokens/s, and the network calls, seconds, ms per call and memory
     measured until then. compile=True (causal and block diffusion nets) decodes with
     `generate(compile=True)`, the static cache and compiled step of decode.py; the first such call
-    for a net and batch size compiles, so warm it up first. forward_gib (from
+    for a net and batch size compiles, so warm it up first. block_cache ("prefix" or "dual", with
+    block_size, a bidirectional net): Fast-dLLM's approximate cache (fastcache.py). forward_gib (from
     `forward_activation_gib`) is copied into the row.
     """
-    row = dict(sampling_row(net, name, length, steps, batch_size, strategy, block_size, threshold, use_cache, compile),
+    row = dict(sampling_row(net, name, length, steps, batch_size, strategy, block_size, threshold, use_cache, compile,
+                            block_cache),
                limit_s=limit_s, forward_gib=forward_gib)
     stats = {}
     kwargs = dict(use_cache=use_cache) if net.cfg.causal else dict(
         strategy=strategy, block_size=block_size, threshold=threshold, use_cache=use_cache)  # (the cache: block nets)
     if compile:
         kwargs["compile"] = True
+    if block_cache is not None:
+        kwargs["block_cache"] = block_cache
     _reset_memory(device)
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     metered = _meter(net)

@@ -433,3 +433,19 @@ def test_a_failed_compile_warm_up_is_reported_and_the_row_still_runs(monkeypatch
     assert [r["name"] for r in rows] == ["AR kv-cache compiled"] and rows[0]["error"] is None
     assert "warm-up (compiles) AR kv-cache compiled B=1: 0.0 s, RuntimeError: simulated compiler crash" in \
         capsys.readouterr().out
+
+
+def test_fast_dllm_block_cache_rows():
+    """--block-caches adds the semi-autoregressive variant with Fast-dLLM's prefix and dual caches."""
+    rows = bench.run_bench(**dict(bench.TINY, device="cpu", training=False, progress=False, verbose=False,
+                                  sample_batch_sizes=(1,), sample_steps=(8,), strategies=(), ar_nocache_length=0,
+                                  sample_block_size=8, block_caches=("prefix", "dual")))["sampling"]
+    rows = {r["name"]: r for r in rows}
+    plain, prefix, dual = (rows[f"confidence block=8{mode} s=8"] for mode in ("", " prefix", " dual"))
+    assert plain["block_cache"] is None and prefix["block_cache"] == "prefix" and dual["block_cache"] == "dual"
+    for row in (plain, prefix, dual):
+        assert row["error"] is None and row["network_calls"] == 8  # one call per step, cached or not
+    with pytest.raises(ValueError, match="give sample_block_size"):
+        bench.BenchOptions(block_caches=("prefix",))
+    with pytest.raises(ValueError, match="unknown block cache 'full'"):
+        bench.BenchOptions(sample_block_size=8, block_caches=("full",))
