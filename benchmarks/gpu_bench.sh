@@ -45,10 +45,13 @@ section() {
 #    batch 32), medium memory
 section train_eager 100 --skip-sampling --no-compile --compare dtype,full-head,checkpointing --batch-sizes 16,32 \
     --block-size 16 --medium-memory ${MEDIUM[@]+"${MEDIUM[@]}"}
-# 2. sampling: every strategy at 64/256/1024 steps, batch 1 and 16, a semi-autoregressive variant, block
-#    diffusion (K = 16) with its key/value cache, AR with and without its cache
+# 2. sampling: every strategy at 64/256/1024 steps, batch 1 and 16, a semi-autoregressive variant (also with
+#    Fast-dLLM's prefix and dual caches), block
+#    diffusion (K = 16) with its key/value cache, AR with and without its cache; every row, AR included,
+#    stopped after 20 s (reported as stopped, with what it measured)
 section sample 150 --skip-training --sample-steps 64,256,1024 --sample-batch-sizes 1,16 --sample-block-size 128 \
-    --block-size 16 --sample-limit-s 6
+    --block-caches prefix,dual \
+    --block-size 16 --sample-limit-s 20
 # 3. compiled training, next to eager in the same process (compiles take ~1 minute each)
 section train_compile 150 --skip-sampling --no-compile --compare compile
 

@@ -23,7 +23,8 @@ API_FILE = ROOT / "docs" / "api.md"
 MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "fastcache", "block", "pairs", "tasks",
            "data", "sources", "token_cache", "loader", "data_checks", "config", "config_keys", "config_yaml", "load",
            "checkpoint", "muon", "train", "objective", "validation", "devices", "run_folder", "metrics", "generate",
-           "evaluate", "export", "bench", "viz", "exercises", "notebook")
+           "evaluate", "export", "bench", "bench_suite", "bench_timing", "bench_reference", "bench_profile",
+           "bench_report", "viz", "exercises", "notebook")
 SIMPLE = (str, int, float, bool, type(None))
 WIDTH = 100  # a longer signature is written one parameter per line
 
