@@ -79,8 +79,9 @@ def export_model(net: Transformer, tokenizer, cfg, out_dir, step: "int | None" =
             config["fingerprint"] = fingerprint(new / SAFETENSORS_SINGLE_FILE, config)
             (new / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         except (OSError, SafetensorError) as error:  # a full disk, a quota: safetensors raises its own error
-            raise CheckpointError(f"cannot write the export beside {out_dir} ({getattr(error, 'strerror', None) or error}); "
-                                  f"free some space or choose another --out; {out_dir} is as it was") from None
+            reason = getattr(error, "strerror", None) or error
+            raise CheckpointError(f"cannot write the export beside {out_dir} ({reason}); free some space or choose "
+                                  f"another --out; {out_dir} is as it was") from None
         changed = [name for name in (SAFETENSORS_SINGLE_FILE, CONFIG_NAME)
                    if (out_dir / name).exists() and not filecmp.cmp(out_dir / name, new / name, shallow=False)]
         if changed and not overwrite:

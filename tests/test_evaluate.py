@@ -108,7 +108,8 @@ def test_offset_is_refused_for_pairs(pairs_checkpoint, tmp_path, capsys):
     assert_one_line_error(code, capsys.readouterr().err, "--offset 3", "one pair per row")
     text = tmp_path / "t.txt"
     text.write_text("1+2=3" * 24, encoding="utf-8")
-    assert evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1", "--offset", "3"]) == 0
+    code = evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1", "--offset", "3"])
+    assert code == 0
 
 
 def test_a_text_file_that_is_not_utf8_is_named(pairs_checkpoint, tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from conftest import assert_one_line_error, make_config
+from conftest import assert_one_line_error, make_config, write_config
 from dllm_lite import evaluate, export, generate, train
 from dllm_lite.load import CheckpointError, load_checkpoint
 from test_export import write_checkpoint
@@ -44,7 +44,6 @@ def test_nan_weights_are_one_line_for_every_command(tmp_path, capsys):
 
 def test_init_from_nan_weights_names_the_weights_not_the_learning_rate(tmp_path, capsys):
     checkpoint = nan_checkpoint(tmp_path / "start")
-    from conftest import write_config
     code = train.main(["--config", str(write_config(tmp_path)), f"train.init_from={checkpoint}", "train.max_steps=2"])
     err = capsys.readouterr().err
     assert_one_line_error(code, err, str(checkpoint), "NaN or infinite")
@@ -75,8 +74,8 @@ def test_an_export_killed_between_its_files_is_refused_on_load(tmp_path, capsys,
     monkeypatch.undo()
     code = generate.main(["--checkpoint", str(folder), "--prompt", "the", "--length", "4"])
     assert_one_line_error(code, capsys.readouterr().err, str(folder), "do not belong together", "interrupted")
-    assert export.main(["--checkpoint", str(newer), "--out", str(folder), "--overwrite"]) == 0  # exporting again mends it
-    load_checkpoint(folder)
+    assert export.main(["--checkpoint", str(newer), "--out", str(folder), "--overwrite"]) == 0  # exporting again
+    load_checkpoint(folder)  # mends it
 
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
