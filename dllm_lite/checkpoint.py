@@ -123,14 +123,27 @@ def check_compatible(state: dict, cfg, path: Path) -> None:
                                   f"for {wanted}; use the checkpoint's value or a new train.out_dir")
 
 
-def initial_weights(path, cfg) -> tuple[dict, Tokenizer]:
+ATTENDS = {"diffusion": "attends both ways over the whole row and fills masked tokens",
+           "autoregressive": "attends left to right and predicts the next token",
+           "block_diffusion": "fills masked tokens block by block, each block seeing itself and the clean blocks "
+                              "before it"}
+
+
+def initial_weights(path, cfg, log=print) -> tuple[dict, Tokenizer]:
     """(weights, tokenizer) of a checkpoint file or exported folder for a new run of `cfg` to start from
     (train.init_from): fine-tuning keeps the network and its vocabulary and starts a fresh optimiser.
 
     The network's shape must match cfg.model (model.seq_len may differ under rotary positions,
     which have no learned table), and the tokenizer kind data.tokenizer; each mismatch is one line.
+    A checkpoint trained with another train.objective (an AR or block-diffusion model starting a
+    diffusion run) is accepted, and `log` says in one line what is reused and what changes.
     """
     net, tokenizer, saved, _ = load_checkpoint(path)
+    was, now = saved.train.objective, cfg.train.objective
+    if was != now:
+        log(f"train.init_from: {path} was trained with objective {was}; all its weights (embedding, "
+            f"{saved.model.n_layer} blocks, final norm) and its tokenizer are reused, the optimiser starts fresh, "
+            f"and the network now {ATTENDS.get(now, now)} instead of the way it learned ({ATTENDS.get(was, was)})")
     if tokenizer.name != cfg.data.tokenizer:
         raise CheckpointError(f"train.init_from={path} holds a {tokenizer.name} tokenizer but data.tokenizer is "
                               f"{cfg.data.tokenizer}; set data.tokenizer: {tokenizer.name}")

@@ -18,6 +18,8 @@ none of that. An export keeps what they do need, in one folder:
                           mask_id     the [MASK] id, vocab_size - 1 (the AR baseline starts from it)
                           run_config  the run's config (model, data, train, sample): sampling defaults
                           step, format
+                          fingerprint SHA-256 of model.safetensors and of cfg, tokenizer, objective
+                                      and mask_id: load_pretrained refuses files that do not match
     README.md           a model card, written by the mixin unless the folder already has one
 
 The files are written by huggingface_hub's PyTorchModelHubMixin, which `model.Transformer`
@@ -27,10 +29,19 @@ together (it is defined in load.py, beside the reading of training checkpoints, 
 here); `load_checkpoint` accepts such a folder too, so every command that takes --checkpoint
 does. An --out folder that holds a different export is refused unless --overwrite
 is given (the same export again is fine); files other than these three are never touched.
+
+The files are moved in one at a time, so an export killed half way through --overwrite can
+leave one new file beside an old one; the fingerprint makes load_pretrained refuse such a
+folder in one line (export again). A full disk is one line too, and leaves --out as it was.
+What the checks cannot see: a config.json edited together with a fingerprint recomputed to
+match (the fingerprint guards against accidents, not against someone set on tampering), and
+anything in run_config beyond the model's shape and objective (sampling defaults, data
+settings), which is not fingerprinted and may be edited freely.
 """
 
 import argparse
 import filecmp
+import json
 import os
 import sys
 import tempfile
@@ -38,9 +49,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+from safetensors import SafetensorError
 
 from .config import config_to_dict
-from .load import EXPORT_FORMAT, CheckpointError, load_checkpoint, load_pretrained
+from .load import EXPORT_FORMAT, CheckpointError, fingerprint, load_checkpoint, load_pretrained
 from .model import Transformer
 
 __all__ = ["export_model", "export_checkpoint", "load_pretrained", "main", "EXPORT_FORMAT"]
@@ -61,8 +73,15 @@ def export_model(net: Transformer, tokenizer, cfg, out_dir, step: "int | None" =
               "run_config": config_to_dict(cfg)}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp") as tmp:
-        net.save_pretrained(tmp, config=config)  # the hub mixin: model.safetensors, config.json, README.md
         new = Path(tmp)
+        try:
+            net.save_pretrained(tmp, config=config)  # the hub mixin: model.safetensors, config.json, README.md
+            config["fingerprint"] = fingerprint(new / SAFETENSORS_SINGLE_FILE, config)
+            (new / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        except (OSError, SafetensorError) as error:  # a full disk, a quota: safetensors raises its own error
+            reason = getattr(error, "strerror", None) or error
+            raise CheckpointError(f"cannot write the export beside {out_dir} ({reason}); free some space or choose "
+                                  f"another --out; {out_dir} is as it was") from None
         changed = [name for name in (SAFETENSORS_SINGLE_FILE, CONFIG_NAME)
                    if (out_dir / name).exists() and not filecmp.cmp(out_dir / name, new / name, shallow=False)]
         if changed and not overwrite:

@@ -12,8 +12,16 @@ import this file, and neither imports the other.
   in export.py's docstring) after checking its files belong together; only JSON and
   safetensors are read.
 - `load_checkpoint` takes either, so every command with --checkpoint accepts both.
+
+What loading checks, once, whichever way the model comes: every weight has the shape the config
+gives it (a strict load), the tokenizer's size is the config's vocab_size, and no weight holds a
+NaN or an infinity (`check_finite`: such a model generates nothing and scores nan). An export
+also carries a fingerprint in config.json (`fingerprint`: SHA-256 of model.safetensors and of
+config.json's cfg, tokenizer, objective and mask_id), so a folder whose two files come from two
+exports (an interrupted --overwrite), or whose config.json was edited, is refused.
 """
 
+import hashlib
 import json
 import typing
 from dataclasses import asdict, fields
@@ -27,12 +35,13 @@ from .config import ConfigError, config_from_dict
 from .model import ModelConfig, Transformer
 from .tokenize import tokenizer_from_state
 
-__all__ = ["load_checkpoint", "read_checkpoint", "load_pretrained", "build_model", "CheckpointError",
-           "CHECKPOINT_FORMAT", "EXPORT_FORMAT"]
+__all__ = ["load_checkpoint", "read_checkpoint", "load_pretrained", "build_model", "check_finite", "fingerprint",
+           "CheckpointError", "CHECKPOINT_FORMAT", "EXPORT_FORMAT"]
 
 CHECKPOINT_FORMAT = "dllm_lite-checkpoint-1"
 EXPORT_FORMAT = "dllm_lite-export-1"
 REQUIRED = ("cfg", "tokenizer", "objective", "mask_id", "run_config")
+FINGERPRINTED = ("cfg", "tokenizer", "objective", "mask_id")  # what defines the network that config.json describes
 HOW_TO_EXPORT = "export it again with python -m dllm_lite.export --checkpoint FILE --out DIR"
 
 
@@ -85,8 +94,38 @@ def load_checkpoint(path, device="cpu"):
     cfg = config_from_dict(state["config"], source=str(path))
     tokenizer = tokenizer_from_state(state["tokenizer"])
     net = build_model(cfg, tokenizer.vocab_size)
-    net.load_state_dict(state["model"])
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as error:  # a weight missing, extra, or of another shape than the config gives
+        _fail(path, f"holds weights that do not fit its own config and tokenizer ({_first_detail(error)})",
+              "use an intact step_*.pt from the same folder instead, or train again")
+    check_finite(net, path)
     return net.to(device).eval(), tokenizer, cfg, state
+
+
+def check_finite(net, path) -> None:
+    """A CheckpointError if any weight of `net` (loaded from `path`) is NaN or infinite: say it once, on load."""
+    for name, tensor in net.state_dict().items():
+        bad = int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+        if bad:
+            _fail(path, f"holds NaN or infinite weights ({bad:,} of the {tensor.numel():,} values of {name}), so the "
+                  f"model cannot generate, be scored or be trained on", "use an earlier checkpoint of its run "
+                  "(step_*.pt) or another model")
+
+
+def fingerprint(weights: Path, config: dict) -> str:
+    """SHA-256 of the weights file and of config.json's entries that define the network (FINGERPRINTED)."""
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    digest.update(json.dumps({key: config[key] for key in FINGERPRINTED}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _first_detail(error: Exception) -> str:
+    """The first informative line of a load_state_dict error, cut to 300 characters."""
+    return next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))[:300]
 
 
 def _fail(path: Path, problem: str, fix: str = HOW_TO_EXPORT) -> typing.NoReturn:
@@ -151,8 +190,12 @@ def load_pretrained(folder, device="cpu"):
     except SafetensorError as error:
         _fail(weights, f"is truncated or not a safetensors file ({error})")
     except RuntimeError as error:  # load_state_dict: a weight missing, extra, or of another shape
-        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
-        _fail(weights, f"does not fit {CONFIG_NAME} ({detail[:300]})",
+        _fail(weights, f"does not fit {CONFIG_NAME} ({_first_detail(error)})",
               f"the two files come from different models: {HOW_TO_EXPORT}")
+    check_finite(net, weights)
+    if "fingerprint" in config and fingerprint(weights, config) != config["fingerprint"]:
+        _fail(folder, f"holds a {SAFETENSORS_SINGLE_FILE} and a {CONFIG_NAME} that do not belong together (the "
+              f"fingerprint the export recorded differs): the files of two exports were mixed, by an interrupted "
+              f"--overwrite, or {CONFIG_NAME} was edited")
     return net, tokenizer, cfg
 

@@ -239,7 +239,8 @@ def _check_pair_files(data_cfg) -> None:
         try:
             read_pairs(file, prompt if isinstance(prompt, str) else list(prompt), data_cfg.response_field)
         except ValueError as error:
-            hint = " (or set data.prompt_field / data.response_field to the fields it has)" if "has no" in str(error) else ""
+            missing = "has no" in str(error)
+            hint = " (or set data.prompt_field / data.response_field to the fields it has)" if missing else ""
             raise DataError(f"{error}{hint}") from None
 
 

@@ -134,7 +134,9 @@ def _train(cfg, state, out_dir: Path, ranks: Ranks, device: torch.device) -> dic
     torch.manual_seed(t.seed + ranks.rank)
     random.seed(t.seed)
     np.random.seed(t.seed)
-    weights, tokenizer = (None, None) if state is not None or not t.init_from else initial_weights(t.init_from, cfg)
+    weights, tokenizer = None, None
+    if state is None and t.init_from:  # fine-tuning: a trained network and its tokenizer
+        weights, tokenizer = initial_weights(t.init_from, cfg, ranks.log)
     tokenizer, train_tokens, val_tokens = _load_data(cfg, ranks, tokenizer)
     mask_id = tokenizer.mask_id
     net = build_model(cfg, tokenizer.vocab_size).to(device)

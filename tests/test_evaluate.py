@@ -108,7 +108,8 @@ def test_offset_is_refused_for_pairs(pairs_checkpoint, tmp_path, capsys):
     assert_one_line_error(code, capsys.readouterr().err, "--offset 3", "one pair per row")
     text = tmp_path / "t.txt"
     text.write_text("1+2=3" * 24, encoding="utf-8")
-    assert evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1", "--offset", "3"]) == 0
+    code = evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1", "--offset", "3"])
+    assert code == 0
 
 
 def test_a_text_file_that_is_not_utf8_is_named(pairs_checkpoint, tmp_path, capsys):
@@ -116,3 +117,19 @@ def test_a_text_file_that_is_not_utf8_is_named(pairs_checkpoint, tmp_path, capsy
     text.write_bytes(b"1+2=3 caf\xe9 " * 20)
     code = evaluate.main(["--checkpoint", pairs_checkpoint, "--text", str(text), "--samples", "1"])
     assert_one_line_error(code, capsys.readouterr().err, str(text), "not UTF-8", "offset 9")
+
+
+def test_a_write_cut_short_leaves_the_earlier_results_whole(tmp_path, monkeypatch):
+    """A kill half way through writing (here an interrupt after half the JSON) used to leave a truncated or empty
+    file in place of the earlier results; the new results go to a temporary file that is removed instead."""
+    path = tmp_path / "results.json"
+    path.write_text('{"exact_match": 0.5}', encoding="utf-8")
+
+    def half_then_killed(obj, file, **kwargs):
+        file.write('{"exact_ma')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate.json, "dump", half_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.write_results(path, {"exact_match": 0.75})
+    assert path.read_text(encoding="utf-8") == '{"exact_match": 0.5}' and list(tmp_path.iterdir()) == [path]

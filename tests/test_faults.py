@@ -1,6 +1,7 @@
 """Faults a training run must survive or report in one line: signals at awkward moments, kill -9,
 devices that are not there, leftovers of a killed write."""
 
+import json
 import os
 import signal
 import subprocess
@@ -126,13 +127,11 @@ def test_halves_of_killed_writes_are_removed_at_start(tmp_path):
     assert not leftovers[0].exists()
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
-    """A run killed with SIGKILL at some moment after its third checkpoint (one per step), then resumed, logs
-    exactly what a run that was never killed logs: weights, optimiser, data position and every generator
-    come back from the newest checkpoint that was written whole."""
-    config = write_config(tmp_path)
-    common = ["train.max_steps=24", "train.log_every=1", "train.save_every=1", "train.eval_every=1000",
-              "model.dropout=0.1", "train.keep_last=2"]
+def kill_9_and_resume(tmp_path, config, *overrides, steps=24):
+    """Run `config` straight, and again killed with SIGKILL at some moment after its third checkpoint (one per step)
+    and then resumed; assert that both log the same records and end with the same weights."""
+    common = [f"train.max_steps={steps}", "train.log_every=1", "train.save_every=1", "train.eval_every=1000",
+              "train.keep_last=2", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     command = [sys.executable, "-m", "dllm_lite.train", "--config", str(config), *common]
     straight = subprocess.run([*command, f"train.out_dir={tmp_path / 'straight'}"], env=env, capture_output=True,
@@ -155,6 +154,26 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     a = train.read_checkpoint(killed_dir / "latest.pt")["model"]
     b = train.read_checkpoint(tmp_path / "straight" / "latest.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """Weights, optimiser, data position and every generator come back from the newest checkpoint that was
+    written whole: the resumed run logs exactly what a run that was never killed logs."""
+    kill_9_and_resume(tmp_path, write_config(tmp_path), "model.dropout=0.1")
+
+
+def test_kill_9_then_resume_is_exact_for_pairs_and_block_diffusion(tmp_path):
+    """The same for a fine-tuning run on prompt/response pairs (its own loader and loss) and for a block-diffusion
+    run (its per-block noise), each with dropout."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"{a}+{b}=", "response": str(a + b)}) + "\n"
+                             for a in range(12) for b in range(12)), encoding="utf-8")
+    config = write_config(tmp_path)
+    kill_9_and_resume(tmp_path / "sft", config, "data.dataset=json", f"data.data_files={pairs}",
+                      "data.prompt_field=prompt", "data.response_field=response", "model.seq_len=10",
+                      "model.dropout=0.1", steps=12)
+    kill_9_and_resume(tmp_path / "block", config, "train.objective=block_diffusion", "model.block_size=8",
+                      "model.dropout=0.1", steps=12)
 
 
 @pytest.mark.parametrize("where, words", [
