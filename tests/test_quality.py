@@ -1,0 +1,126 @@
+"""Sample-quality measures (quality.py) on inputs whose answers can be worked out by hand."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import tiny_net
+from dllm_lite import quality
+from dllm_lite.loss import ar_loss
+from dllm_lite.tokenize import EOT_TEXT, get_tokenizer
+
+TOK = get_tokenizer("char", chars=["a", "b", "c"])  # a b c, eot, mask: V = 5
+
+
+class FixedJudge(nn.Module):
+    """A 'causal' judge whose next-token distribution is the same everywhere: softmax(logits)."""
+
+    def __init__(self, logits, seq_len=16, causal=True):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float32))
+        self.cfg = SimpleNamespace(causal=causal, seq_len=seq_len)
+
+    def forward(self, idx):
+        return self.logits.expand(*idx.shape, -1)  # (B, T, V)
+
+
+# p(a) = 1/2, p(b) = p(c) = 1/4, p(eot) = 0 + tiny, never the mask
+JUDGE_LOGITS = [math.log(2), 0.0, 0.0, -30.0, float("-inf")]
+
+
+def test_gen_nll_is_the_exact_nll_per_token_and_per_character():
+    result = quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, ["aab", "abcc"], batch_size=1)
+    z = 4 + math.exp(-30)
+    nll_aab = 2 * math.log(z / 2) + math.log(z)  # -log(1/2) twice, -log(1/4) once
+    nll_abcc = math.log(z / 2) + 3 * math.log(z)
+    per_token = [nll_aab / 3, nll_abcc / 4]
+    assert result["nll_per_token"] == pytest.approx(sum(per_token) / 2, rel=1e-6)
+    assert result["nll_per_token_stderr"] == pytest.approx(abs(per_token[0] - per_token[1]) / 2, rel=1e-5)
+    assert result["nll_per_char"] == pytest.approx(result["nll_per_token"], rel=1e-6)  # one char per token
+    assert (result["samples"], result["judge_tokens"], result["chars"]) == (2, 7, 7)
+
+
+def test_gen_nll_batches_pad_without_changing_any_score():
+    texts = ["aab", "abcc", "c", "abcabcab"]
+    one = quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, texts, batch_size=1)
+    together = quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, texts, batch_size=4)
+    assert together["nll_per_token"] == pytest.approx(one["nll_per_token"], rel=1e-6)
+    assert together["nll_per_char_stderr"] == pytest.approx(one["nll_per_char_stderr"], rel=1e-6)
+
+
+def test_gen_nll_agrees_with_the_ar_training_loss_of_a_real_causal_model():
+    judge = tiny_net(vocab_size=TOK.vocab_size, seq_len=8, causal=True, seed=3)
+    texts = ["abcabcab", "ccbbaacc"]
+    rows = torch.tensor([TOK.encode(t) for t in texts])  # (2, 8)
+    expected = ar_loss(judge, rows, TOK.mask_id, per_row=True).mean().item()
+    assert quality.gen_nll(judge, TOK, texts)["nll_per_token"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_an_end_of_text_is_one_judge_token_and_one_character():
+    result = quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, ["ab" + EOT_TEXT + "c"])
+    assert result["judge_tokens"] == 4 and result["chars"] == 4
+    assert result["nll_per_token"] > 7  # the eot costs ~30 nats: it was read as the eot id, not as text
+
+
+def test_gen_nll_refuses_a_diffusion_judge_a_long_sample_and_foreign_characters():
+    with pytest.raises(ValueError, match="autoregressive"):
+        quality.gen_nll(FixedJudge(JUDGE_LOGITS, causal=False), TOK, ["ab"])
+    with pytest.raises(ValueError, match="sample 1 is 17 judge tokens.*longer model.seq_len"):
+        quality.gen_nll(FixedJudge(JUDGE_LOGITS, seq_len=16), TOK, ["ab", "a" * 17])
+    with pytest.raises(ValueError, match="cannot encode the samples"):
+        quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, ["abz"])
+
+
+def test_unigram_entropy_by_hand():
+    assert quality.unigram_entropy([1, 2, 1, 2]) == pytest.approx(math.log(2))
+    assert quality.unigram_entropy(torch.tensor([7, 7, 7])) == 0
+    assert quality.unigram_entropy([0, 1, 2, 3]) == pytest.approx(math.log(4))
+    assert quality.unigram_entropy([0, 0, 0, 1]) == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert quality.mean_entropy([[1, 2], [5, 5]]) == pytest.approx(math.log(2) / 2)
+    with pytest.raises(ValueError, match="empty"):
+        quality.unigram_entropy([])
+
+
+def test_distinct_n_by_hand():
+    assert quality.distinct_n([[1, 2, 3, 4]], 2) == 1.0
+    assert quality.distinct_n([[5, 5, 5, 5, 5]], 2) == pytest.approx(1 / 4)
+    # pooled: (1,2) (2,1) (1,2) | (1,2): 2 distinct of 4; no (2,1) across the two samples' border
+    assert quality.distinct_n([[1, 2, 1, 2], [1, 2]], 2) == pytest.approx(2 / 4)
+    assert quality.distinct_n(["abab"], 3) == pytest.approx(2 / 2)  # aba, bab
+    assert quality.distinct_n(["aaaa", "aaa"], 3) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="no 3-gram"):
+        quality.distinct_n([[1, 2]], 3)
+
+
+def test_memorisation_counts_the_windows_found_verbatim():
+    training = "to be or not to be"
+    assert quality.memorisation(["to be or"], training, width=8) == 1.0  # the one window is there
+    # "not to be!": windows "not to b", "ot to be", "t to be!": the first two are there
+    assert quality.memorisation(["not to be!"], training, width=8) == pytest.approx(2 / 3)
+    windows = quality.training_windows(training, 8)
+    assert quality.memorisation(["xyzxyzxyz"], windows) == 0.0
+    assert quality.memorisation(["to be or", "xyzxyzxy"], windows) == pytest.approx(1 / 2)  # pooled windows
+    with pytest.raises(ValueError, match="8-character window"):
+        quality.memorisation(["short"], windows)
+
+
+def test_parallel_reveal_gap_of_two_tokens_that_must_agree():
+    # "AA" or "BB", each half the time: one call draws the marginals and writes "AB" or "BA" half the time
+    gap = quality.parallel_reveal_gap([[0.5, 0.0], [0.0, 0.5]])
+    assert gap["kl_joint_product"] == pytest.approx(math.log(2))  # one bit of mutual information lost
+    assert gap["kl_product_joint"] == math.inf
+    assert gap["total_variation"] == pytest.approx(0.5)
+    assert torch.allclose(gap["product"], torch.full((2, 2), 0.25, dtype=torch.float64))
+
+
+def test_parallel_reveal_gap_is_zero_for_independent_tokens():
+    joint = torch.outer(torch.tensor([0.2, 0.8], dtype=torch.float64), torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64))
+    gap = quality.parallel_reveal_gap(joint)
+    assert gap["kl_joint_product"] == pytest.approx(0, abs=1e-12)
+    assert gap["kl_product_joint"] == pytest.approx(0, abs=1e-12)
+    assert gap["total_variation"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match="sum to 1"):
+        quality.parallel_reveal_gap([[0.5, 0.6]])
