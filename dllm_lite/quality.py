@@ -34,6 +34,11 @@ independently, each from its own marginal. For two tokens with joint $p(a, b)$, 
 samples $p(a)\,p(b)$ instead; `parallel_reveal_gap` computes how far that is from $p(a, b)$
 exactly (two calls, one token each, sample the joint itself).
 
+`sample_quality` generates samples with `sample.generate`, times them and applies every
+measure; `judge_report` is what `python -m dllm_lite.evaluate --checkpoint X --samples N
+--judge Y` runs: it loads and checks the judge, and scores against the checkpoint's own
+training split.
+
 References: Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models";
 Sahoo et al. 2025, "The Diffusion Duality"; Wang et al. 2025, "Remasking Discrete Diffusion
 Models with Inference-Time Scaling"; Li et al. 2016, "A Diversity-Promoting Objective
@@ -41,15 +46,21 @@ Function for Neural Conversation Models".
 """
 
 import math
+import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint
+from .data import load_tokens
+from .sample import generate
 from .tokenize import EOT_TEXT
 
 __all__ = ["gen_nll", "unigram_entropy", "mean_entropy", "distinct_n", "training_windows", "memorisation",
-           "parallel_reveal_gap"]
+           "parallel_reveal_gap", "sample_quality", "load_judge", "report_lines", "judge_report"]
 
 
 def _mean_and_stderr(values) -> tuple[float, float]:
@@ -202,3 +213,98 @@ def parallel_reveal_gap(joint) -> dict:
 
     return {"kl_joint_product": kl(joint, product), "kl_product_joint": kl(product, joint),
             "total_variation": 0.5 * (joint - product).abs().sum().item(), "product": product}
+
+
+def _synchronize(device) -> None:
+    """Wait for queued GPU work, so that a wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sample_quality(net, tokenizer, judge, judge_tokenizer, *, samples, batch_size=16, training=None, generator=None,
+                   progress=False, **options) -> dict:
+    """Generate `samples` unconditional sequences of the model's seq_len and measure them.
+
+    options go to `sample.generate` (steps, default one per position; strategy, threshold,
+    temperature, block_size, ...), batch_size rows at a time. training: the training text or
+    its `training_windows`, for memorisation (left out of the result when None).
+    Returns gen_nll (nats per character) and its stderr, gen_nll_per_token (per judge token)
+    and its stderr, entropy (nats, mean unigram entropy of the model's tokens), distinct2,
+    distinct3, memorisation, calls_per_token (network calls per generated position, a
+    batch's call counted once), tokens_per_s (generated tokens over the wall time of the
+    generate calls alone), samples, seq_len, and the texts.
+    """
+    if samples < 1 or batch_size < 1:
+        raise ValueError(f"samples and batch_size must be at least 1, got {samples} and {batch_size}")
+    length = net.cfg.seq_len
+    options = {"steps": length, **{key: value for key, value in options.items() if value is not None}}
+    device = next(net.parameters()).device
+    rows, calls, seconds = [], 0, 0.0
+    with tqdm(total=samples, unit="sample", dynamic_ncols=True, **({} if progress else {"disable": True})) as bar:
+        while len(rows) < samples:
+            size, stats = min(batch_size, samples - len(rows)), {}
+            _synchronize(device)
+            start = time.perf_counter()
+            ids = generate(net, mask_id=tokenizer.mask_id, length=length, batch_size=size, generator=generator,
+                           stats=stats, **options)  # (size, length)
+            _synchronize(device)
+            seconds += time.perf_counter() - start
+            calls += stats["network_calls"]
+            rows += ids.cpu().tolist()
+            bar.update(size)
+    batches = math.ceil(samples / batch_size)
+    texts = [tokenizer.decode(ids) for ids in rows]
+    judged = gen_nll(judge, judge_tokenizer, texts, batch_size=batch_size)
+    result = {"gen_nll": judged["nll_per_char"], "gen_nll_stderr": judged["nll_per_char_stderr"],
+              "gen_nll_per_token": judged["nll_per_token"], "gen_nll_per_token_stderr": judged["nll_per_token_stderr"],
+              "entropy": mean_entropy(rows), "distinct2": distinct_n(rows, 2), "distinct3": distinct_n(rows, 3),
+              "calls_per_token": calls / (batches * length), "tokens_per_s": samples * length / seconds,
+              "samples": samples, "seq_len": length, "texts": texts}
+    if training is not None:
+        result["memorisation"] = memorisation(texts, training)
+    return result
+
+
+def load_judge(path, device="cpu", model=None, model_path=None):
+    """(judge, tokenizer) from an AR checkpoint; refuses a diffusion one, and the judged model itself.
+
+    model / model_path: the net being judged and its file; a judge at the same path, or with
+    the same configuration and weights, is refused.
+    """
+    judge, judge_tokenizer, _, _ = load_checkpoint(path, device)
+    if not judge.cfg.causal:
+        raise ValueError(f"the judge {path} is a diffusion model; pass an autoregressive checkpoint "
+                         f"(train.objective=autoregressive) with --judge")
+    same_file = model_path is not None and Path(model_path).resolve() == Path(path).resolve()
+    same_weights = model is not None and model.cfg == judge.cfg and all(
+        torch.equal(a, b.to(a.device)) for a, b in zip(judge.state_dict().values(), model.state_dict().values()))
+    if same_file or same_weights:
+        raise ValueError(f"the judge {path} is the model being judged, which rates its own mistakes as likely; "
+                         f"pass a separate, stronger autoregressive checkpoint with --judge")
+    return judge, judge_tokenizer
+
+
+def report_lines(result: dict) -> str:
+    """Two lines: the units and the extra measures, then the key=value line (gen_nll in nats per character)."""
+    first = (f"gen_nll in nats per character (per judge token: {result['gen_nll_per_token']:.4f}), stderr "
+             f"{result['gen_nll_stderr']:.4f} over {result['samples']} samples; distinct3={result['distinct3']:.4f}")
+    if "memorisation" in result:
+        first += f" memorisation={result['memorisation']:.4f}"
+    return first + "\n" + " ".join(f"{key}={result[key]:.4f}" for key in
+                                    ("gen_nll", "entropy", "distinct2", "calls_per_token", "tokens_per_s"))
+
+
+def judge_report(net, tokenizer, cfg, judge_path, *, checkpoint=None, device="cpu", samples=16, batch_size=16,
+                 generator=None, **options) -> tuple[dict, str]:
+    """What `evaluate --samples N --judge Y` runs: (result, the text to print, its last line key=value).
+
+    Loads the judge (`load_judge`), generates and scores `samples` sequences
+    (`sample_quality`, with a progress bar; options go to `sample.generate`), and measures
+    memorisation against the checkpoint config's training split.
+    """
+    judge, judge_tokenizer = load_judge(judge_path, device, model=net, model_path=checkpoint)
+    training = tokenizer.decode(load_tokens(cfg.data, tokenizer, "train"))
+    result = sample_quality(net, tokenizer, judge, judge_tokenizer, samples=samples, batch_size=batch_size,
+                            training=training, generator=generator, progress=True, **options)
+    result = {"judge": str(judge_path), "options": options, **result}
+    return result, report_lines(result)

@@ -1,14 +1,18 @@
 """Sample-quality measures (quality.py) on inputs whose answers can be worked out by hand."""
 
+import json
 import math
+import shutil
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
 
-from conftest import tiny_net
-from dllm_lite import quality
+from conftest import assert_one_line_error, tiny_net, write_config
+from dllm_lite import evaluate, quality, train
+from dllm_lite.checkpoint import load_checkpoint
+from dllm_lite.config import load_config
 from dllm_lite.loss import ar_loss
 from dllm_lite.tokenize import EOT_TEXT, get_tokenizer
 
@@ -117,10 +121,79 @@ def test_parallel_reveal_gap_of_two_tokens_that_must_agree():
 
 
 def test_parallel_reveal_gap_is_zero_for_independent_tokens():
-    joint = torch.outer(torch.tensor([0.2, 0.8], dtype=torch.float64), torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64))
+    first, second = torch.tensor([0.2, 0.8], dtype=torch.float64), torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64)
+    joint = torch.outer(first, second)
     gap = quality.parallel_reveal_gap(joint)
     assert gap["kl_joint_product"] == pytest.approx(0, abs=1e-12)
     assert gap["kl_product_joint"] == pytest.approx(0, abs=1e-12)
     assert gap["total_variation"] == pytest.approx(0, abs=1e-12)
     with pytest.raises(ValueError, match="sum to 1"):
         quality.parallel_reveal_gap([[0.5, 0.6]])
+
+
+# ---- the command: python -m dllm_lite.evaluate --checkpoint X --samples N --judge Y ------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny char checkpoints (seq_len 32), a few steps each: diffusion, AR, and a second AR as the judge."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    paths = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TQDM_DISABLE", "1")
+        for name, objective, seed in [("diffusion", "diffusion", 0), ("ar", "autoregressive", 0),
+                                      ("judge", "autoregressive", 1)]:
+            folder = tmp_path_factory.mktemp(name)
+            cfg = load_config(write_config(folder), [f"train.objective={objective}", "train.max_steps=3",
+                                                     "train.eval_every=100", f"train.seed={seed}"])
+            train.train(cfg)
+            paths[name] = str(folder / "run" / "latest.pt")
+    torch.set_num_threads(threads)
+    return paths
+
+
+def last_line_values(out: str) -> dict:
+    pairs = [part.split("=") for part in out.strip().splitlines()[-1].split()]
+    return {key: float(value) for key, value in pairs}
+
+
+def test_the_command_scores_samples_and_its_last_line_names_the_five_numbers(checkpoints, tmp_path, capsys):
+    out_file = tmp_path / "samples.json"
+    code = evaluate.main(["--checkpoint", checkpoints["diffusion"], "--judge", checkpoints["judge"], "--samples", "5",
+                          "--steps", "8", "--batch-size", "2", "--out", str(out_file)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    values = last_line_values(out)
+    assert list(values) == ["gen_nll", "entropy", "distinct2", "calls_per_token", "tokens_per_s"]
+    assert "nats per character" in out.strip().splitlines()[-2]
+    assert values["calls_per_token"] == 8 / 32  # confidence decoding: 8 calls for 32 positions, whatever the batch
+    result = json.loads(out_file.read_text())
+    assert len(result["texts"]) == 5 and all(len(text.replace(EOT_TEXT, "#")) == 32 for text in result["texts"])
+    assert 0 <= result["memorisation"] <= 1 and 0 < result["distinct3"] <= 1
+    assert result["entropy"] == pytest.approx(values["entropy"], abs=1e-4)
+    judge, judge_tokenizer, _, _ = load_checkpoint(checkpoints["judge"])  # the number is the judge's exact NLL
+    expected = quality.gen_nll(judge, judge_tokenizer, result["texts"])
+    assert result["gen_nll"] == pytest.approx(expected["nll_per_char"], rel=1e-5)
+    assert result["gen_nll_stderr"] == pytest.approx(expected["nll_per_char_stderr"], rel=1e-5)
+
+
+def test_the_command_samples_an_ar_model_one_call_per_token_and_threshold_fewer(checkpoints, capsys):
+    assert evaluate.main(["--checkpoint", checkpoints["ar"], "--judge", checkpoints["judge"], "--samples", "2"]) == 0
+    assert last_line_values(capsys.readouterr().out)["calls_per_token"] == 1.0
+    assert evaluate.main(["--checkpoint", checkpoints["diffusion"], "--judge", checkpoints["judge"], "--samples", "2",
+                          "--strategy", "threshold", "--threshold", "0.5", "--steps", "16", "--block-size", "8"]) == 0
+    assert last_line_values(capsys.readouterr().out)["calls_per_token"] <= 16 / 32
+
+
+@pytest.mark.parametrize("judge, words", [("diffusion", ["is a diffusion model", "--judge"]),
+                                          ("ar", ["is the model being judged"])])
+def test_a_judge_that_is_not_autoregressive_or_is_the_model_itself_is_one_line(checkpoints, capsys, judge, words):
+    code = evaluate.main(["--checkpoint", checkpoints["ar"], "--judge", checkpoints[judge], "--samples", "2"])
+    assert_one_line_error(code, capsys.readouterr().err, *words)
+
+
+def test_a_copy_of_the_judged_model_is_refused_too(checkpoints, tmp_path, capsys):
+    copy = tmp_path / "copy.pt"
+    shutil.copy(checkpoints["ar"], copy)
+    code = evaluate.main(["--checkpoint", checkpoints["ar"], "--judge", str(copy), "--samples", "2"])
+    assert_one_line_error(code, capsys.readouterr().err, "is the model being judged")
