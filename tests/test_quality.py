@@ -14,6 +14,7 @@ from dllm_lite import evaluate, quality, train
 from dllm_lite.checkpoint import load_checkpoint
 from dllm_lite.config import load_config
 from dllm_lite.loss import ar_loss
+from dllm_lite.sample import generate
 from dllm_lite.tokenize import EOT_TEXT, get_tokenizer
 
 TOK = get_tokenizer("char", chars=["a", "b", "c"])  # a b c, eot, mask: V = 5
@@ -197,3 +198,31 @@ def test_a_copy_of_the_judged_model_is_refused_too(checkpoints, tmp_path, capsys
     shutil.copy(checkpoints["ar"], copy)
     code = evaluate.main(["--checkpoint", checkpoints["ar"], "--judge", str(copy), "--samples", "2"])
     assert_one_line_error(code, capsys.readouterr().err, "is the model being judged")
+
+
+class AgreeingPair(nn.Module):
+    """A denoiser of two tokens that must agree ("aa" or "bb"): alone, each is a coin; next to a
+    revealed token, it copies it. Ids: a = 0, b = 1, mask = 2."""
+
+    cfg = SimpleNamespace(causal=False, seq_len=2)
+
+    def forward(self, idx):  # (B, 2) -> (B, 2, 3)
+        logits = torch.zeros(*idx.shape, 3)
+        logits[..., 2] = float("-inf")
+        other = idx.flip(1)  # (B, 2) the token beside each position
+        for value in (0, 1):
+            logits[..., 1 - value] = torch.where(other == value, float("-inf"), logits[..., 1 - value])
+        return logits
+
+
+@pytest.mark.parametrize("steps, expected_tv", [(2, 0.0), (1, 0.5)])
+def test_one_call_for_both_tokens_samples_the_product_of_marginals(steps, expected_tv):
+    joint = torch.tensor([[0.5, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    ids = generate(AgreeingPair(), mask_id=2, length=2, steps=steps, batch_size=4000, strategy="confidence",
+                   generator=torch.Generator().manual_seed(0))  # (4000, 2)
+    empirical = torch.zeros(2, 2, dtype=torch.float64)
+    empirical.index_put_((ids[:, 0], ids[:, 1]), torch.ones(len(ids), dtype=torch.float64), accumulate=True)
+    empirical /= len(ids)
+    target = joint if steps == 2 else quality.parallel_reveal_gap(joint)["product"]
+    assert torch.allclose(empirical, target, atol=0.03)  # two calls: the joint; one call: the product
+    assert 0.5 * (empirical - joint).abs().sum().item() == pytest.approx(expected_tv, abs=0.03)
