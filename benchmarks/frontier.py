@@ -60,7 +60,8 @@ TEMPERATURES = (1.0, 0.8)
 TOKENS_PER_CALL = (1, 2, 4, 8, 16)
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
 SEMI_AR_BLOCK = 16
-TASKS = {"sudoku": ({"size": 6, "blanks": 16}, 88), "addition": ({}, 16)}  # as diffusion_wins.main sets them
+# task: (write_task options, seq_len, training minutes), as diffusion_wins.main sets them
+TASKS = {"sudoku": ({"size": 6, "blanks": 16}, 88, 8), "addition": ({}, 16, 10)}
 QUICK = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.compile=false", "train.max_steps=3",
          "train.eval_every=2", "train.eval_batches=1", "train.bound_samples=1", "train.save_every=100000"]
 QUICK_CHAR = QUICK + ["model.seq_len=32", "data.max_tokens=20000", "data.val_tokens=2048", "sample.length=32",
@@ -86,9 +87,8 @@ def validation_loss(net, tokenizer, cfg) -> dict:
     return likelihood(net, rows_of(tokens, cfg.model.seq_len), tokenizer.mask_id)
 
 
-def points(models: dict) -> list[dict]:
-    """Every sampling setting of the frontier: {"model", "sampler", generate's options...}."""
-    L = models["mdlm"][0].cfg.seq_len
+def points(L: int) -> list[dict]:
+    """Every sampling setting of the frontier for sequences of L tokens: {"model", "sampler", generate's options}."""
     out = []
     for temperature in TEMPERATURES:
         for k in TOKENS_PER_CALL:
@@ -163,9 +163,9 @@ def task_point(net, tokenizer, prompts, responses, **options) -> dict:
 
 def tasks(args) -> dict:
     """Exact match against calls per answer on the held-out Sudoku 6x6 and addition sets."""
-    task_args = SimpleNamespace(runs=args.task_runs, minutes=args.task_minutes, retrain=args.retrain)
     out = {}
-    for task, (size, seq_len) in TASKS.items():
+    for task, (size, seq_len, minutes) in TASKS.items():
+        task_args = SimpleNamespace(runs=args.task_runs, minutes=args.task_minutes or minutes, retrain=args.retrain)
         data = args.task_runs / "data" / task
         write_task(task, data, *((200, 20) if args.quick else (20000, 500)), **size)
         runs = diffusion_wins.sft_pair(task_args, task, data, seq_len, QUICK if args.quick else [])
@@ -224,7 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "frontier", help="the char models' run folders")
     parser.add_argument("--task-runs", type=Path, default=None, help="the task models' run folders (default: "
                         "diffusion_wins' own, runs/diffusion_wins, so its checkpoints are reused)")
-    parser.add_argument("--task-minutes", type=float, default=None, help="for task models not yet trained (10)")
+    parser.add_argument("--task-minutes", type=float, default=None, help="for task models not yet trained "
+                        "(default: diffusion_wins' 8 for Sudoku, 10 for addition)")
     parser.add_argument("--task-prompts", type=int, default=500, help="held-out prompts scored per task")
     parser.add_argument("--out", type=Path, default=OUT, help="where frontier.json and frontier.png go")
     parser.add_argument("--retrain", action="store_true", help="train again even where latest.pt exists")
@@ -237,9 +238,12 @@ def main(argv=None) -> int:
     args.judge_minutes = args.judge_minutes or 2 * args.minutes
     args.samples = args.samples or (4 if quick else 64)
     args.timing_rows = args.timing_rows or (1 if quick else 4)
-    args.task_minutes = args.task_minutes or (0.01 if quick else 10)
+    args.task_minutes = args.task_minutes or (0.01 if quick else None)
     args.task_runs = args.task_runs or (args.runs / "tasks" if quick else ROOT / "runs" / "diffusion_wins")
 
+    print(f"plan: up to {4 * args.minutes + args.judge_minutes:g} minutes of training for the four models and the "
+          f"judge, then {len(points(128))} points of {args.samples} samples each" + ("" if args.no_tasks else
+          ", then the tasks (their models trained only where --task-runs lacks them)"))
     runs = train_models(args)
     models = {name: load_checkpoint(args.runs / name / "latest.pt")[:2] for name in MODELS}  # (net, tokenizer)
     judge_cfg = load_checkpoint(args.runs / "judge" / "latest.pt")[2]
@@ -256,7 +260,7 @@ def main(argv=None) -> int:
               "judge": {"folder": runs["judge"]["folder"], "minutes": args.judge_minutes, "validation": validation,
                         "ar_twin_validation": twin},
               "points": []}
-    for point in points(models):
+    for point in points(result["seq_len"]):
         result["points"].append(measure(point, models, judge, judge_tokenizer, windows, args))
         done = result["points"][-1]
         print(f"{done['model']:5} {done['sampler']:38} T={done['temperature']} " +
