@@ -89,6 +89,7 @@ def gen_nll(judge, judge_tokenizer, texts, batch_size=16) -> dict:
     Returns {"nll_per_token", "nll_per_token_stderr", "nll_per_char", "nll_per_char_stderr",
     "samples", "judge_tokens", "chars"}: nats per judge token and nats per character (an
     end-of-text counts as one character), each the mean over texts with its standard error.
+    The judge runs in float32, also inside a bf16 autocast.
     """
     if not getattr(judge.cfg, "causal", False):
         raise ValueError("the judge must be an autoregressive model (train.objective=autoregressive); "
@@ -117,7 +118,8 @@ def gen_nll(judge, judge_tokenizer, texts, batch_size=16) -> dict:
             y = torch.tensor([ids + [0] * (width - len(ids)) for ids in chunk], device=device)  # (b, n) padded
             lengths = torch.tensor([len(ids) for ids in chunk], device=device)  # (b,)
             bos = torch.full_like(y[:, :1], mask_id)  # (b, 1)
-            logits = judge(torch.cat([bos, y[:, :-1]], dim=1))  # (b, n, V): position i predicts y_i
+            with torch.autocast(device.type, enabled=False):  # float32 even inside a bf16 autocast: exact
+                logits = judge(torch.cat([bos, y[:, :-1]], dim=1))  # (b, n, V): position i predicts y_i
             nats = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (b, n)
             scored = torch.arange(width, device=device) < lengths[:, None]  # (b, n) the padding is never scored
             totals += (nats * scored).sum(dim=1).tolist()

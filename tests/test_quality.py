@@ -64,6 +64,14 @@ def test_gen_nll_agrees_with_the_ar_training_loss_of_a_real_causal_model():
     assert quality.gen_nll(judge, TOK, texts)["nll_per_token"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_judge_scores_in_float32_inside_a_bf16_autocast():
+    judge = tiny_net(vocab_size=TOK.vocab_size, seq_len=8, causal=True, seed=3)
+    texts = ["abcabcab", "ccbbaacc"]
+    plain = quality.gen_nll(judge, TOK, texts)["nll_per_token"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert quality.gen_nll(judge, TOK, texts)["nll_per_token"] == pytest.approx(plain, rel=1e-6)
+
+
 def test_an_end_of_text_is_one_judge_token_and_one_character():
     result = quality.gen_nll(FixedJudge(JUDGE_LOGITS), TOK, ["ab" + EOT_TEXT + "c"])
     assert result["judge_tokens"] == 4 and result["chars"] == 4
