@@ -55,7 +55,9 @@ OUT = ROOT / "benchmarks" / "frontier"
 MODELS = {"ar": ["train.objective=autoregressive"], "mdlm": [],
           "bd4": ["train.objective=block_diffusion", "model.block_size=4", "model.conv=0"],
           "bd16": ["train.objective=block_diffusion", "model.block_size=16", "model.conv=0"]}
-JUDGE = ["train.objective=autoregressive", "train.seed=1"]  # the AR twin's recipe, its own seed, trained longer
+# the judge: the AR twin's recipe with its own seed, trained --judge-minutes; the clock ends it, not the config's
+# max_steps (4000 steps is ~12.7 minutes on 2 cores, and the learning rate's cosine follows the clock)
+JUDGE = ["train.objective=autoregressive", "train.seed=1", "train.max_steps=1000000"]
 TEMPERATURES = (1.0, 0.8)
 TOKENS_PER_CALL = (1, 2, 4, 8, 16)
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
