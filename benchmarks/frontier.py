@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=None, help="train.max_minutes of each judged model (9.5)")
     parser.add_argument("--judge-minutes", type=float, default=None, help="the judge's (default: 2 x --minutes)")
-    parser.add_argument("--samples", type=int, default=None, help="sequences per point (64; --quick 4)")
+    parser.add_argument("--samples", type=int, default=None, help="sequences per point (64; --quick 16)")
     parser.add_argument("--timing-rows", type=int, default=None, help="sequences timed at batch 1 per point (4)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "frontier", help="the char models' run folders")
     parser.add_argument("--task-runs", type=Path, default=None, help="the task models' run folders (default: "
@@ -238,7 +238,10 @@ def main(argv=None) -> int:
     quick = args.quick
     args.minutes = args.minutes or (0.01 if quick else 9.5)
     args.judge_minutes = args.judge_minutes or 2 * args.minutes
-    args.samples = args.samples or (4 if quick else 64)
+    args.samples = args.samples or (16 if quick else 64)
+    if args.samples % 16:
+        parser.error(f"--samples must be a multiple of 16, the batch that tokens/s at batch 16 is timed at; "
+                     f"got {args.samples}")
     args.timing_rows = args.timing_rows or (1 if quick else 4)
     args.task_minutes = args.task_minutes or (0.01 if quick else None)
     args.task_runs = args.task_runs or (args.runs / "tasks" if quick else ROOT / "runs" / "diffusion_wins")

@@ -46,7 +46,7 @@ def test_every_point_of_the_frontier_is_measured_with_its_fields(frontier, resul
     for point in points:
         assert fields <= set(point) or ("skipped" in point and point.get("block_cache")), point
     measured = [p for p in points if "gen_nll" in p]
-    assert all(p["samples"] == 4 for p in measured)
+    assert all(p["samples"] == 16 for p in measured)
     assert {p["temperature"] for p in points} == {1.0, 0.8}
     ar = [p for p in measured if p["model"] == "ar"]
     assert len(ar) == 2 and all(p["calls_per_token"] == 1.0 for p in ar)
@@ -71,3 +71,9 @@ def test_task_decoding_gives_exact_match_against_calls_per_answer(result):
         answer = data["tasks"][task]["answer_positions"]
         one_per_call = rows[1]["calls_per_answer"]
         assert one_per_call <= answer and rows[-1]["calls_per_answer"] <= one_per_call  # tau 0.95 needs no more
+
+
+def test_samples_that_do_not_fill_batches_of_16_are_refused(frontier, capsys):
+    with pytest.raises(SystemExit):
+        frontier.main(["--quick", "--samples", "10"])
+    assert "multiple of 16" in capsys.readouterr().err
