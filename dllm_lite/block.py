@@ -43,6 +43,7 @@ Diffusion Language Models" (BD3-LM, ICLR 2025); Sahoo et al. 2024 (MDLM); Nie et
 import torch
 
 from .corrupt import sample_times
+from .decode import Decoder
 
 __all__ = ["block_attention_mask", "flex_block_mask", "block_positions", "block_logits", "block_times", "fill_blocks"]
 
@@ -133,39 +134,49 @@ def block_times(rows: int, seq_len: int, block_size: int, eps: float = 1e-3, gen
 
 @torch.no_grad()
 def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=None,
-                use_cache: bool = True) -> tuple[int, int, int]:
+                use_cache: bool = True, compile: bool = False) -> tuple[int, int, int]:
     """Sample the masks of x (B, T) from position `start` on, block by block, with a key/value cache.
 
     Positions before `start` are the prompt; its whole blocks go through the network once, to
     fill the cache, and a prompt that ends inside a block conditions the rest of that block.
     `fill(denoise, view, steps)` runs a strategy of sample.py on one block: view is x's
-    columns of the block (B, k), denoise(view) returns its logits, and it returns (network
-    calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
+    columns of the block (B, k), denoise(view) returns its logits (B, k, V), or (N, V) at the
+    True positions of denoise(view, only_at=...), and it returns (network calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
     remainder. With eot_id, generation stops after the block in which every row has written
     an end-of-text token. Returns (network calls, steps taken, end): x[:, :end] is done; the calls
     count the denoising steps and the passes that add a finished block (or the prompt) to the cache.
     use_cache=False recomputes the clean prefix at every step instead (same numbers, for tests
-    and for the cost comparison).
+    and for the cost comparison). compile=True uses a static cache and a compiled block-wide step
+    (decode.Decoder); the prompt's whole blocks then go through one block per call, the step's shape.
     """
     B, T = x.shape
     first = start // block_size * block_size  # the first block with something to generate
     cuts = list(range(first, T, block_size))
     if steps < len(cuts):
         raise ValueError(f"steps={steps} is fewer than the {len(cuts)} blocks: raise steps (at least one per block)")
-    cache = net.new_cache(B) if use_cache else None
-    if first > 0 and use_cache:  # the prompt's whole blocks, block-causally, into the cache
-        mask = block_attention_mask(first, block_size, x.device)[first:, first:]  # the clean stream's pattern
+    decoder = Decoder(net, B, width=block_size, compile=True) if compile else None
+    cache = decoder.cache if compile else net.new_cache(B) if use_cache else None
+    calls, taken = 0, 0
+    if first > 0 and compile:  # the prompt's whole blocks, one at a time: each sees the cache and itself
+        for a in range(0, first, block_size):
+            decoder(x[:, a : a + block_size], only_at=torch.zeros_like(x[:, a : a + block_size], dtype=torch.bool))
+        calls = first // block_size
+    elif first > 0 and use_cache:  # the prompt's whole blocks, block-causally, into the cache
+        block = torch.arange(first, device=x.device) // block_size  # (first,)
+        mask = block[:, None] >= block[None, :]  # (first, first): the clean stream's pattern, block-causal
         net(x[:, :first], cache=cache, attn_mask=mask, only_at=torch.zeros_like(x[:, :first], dtype=torch.bool))
-    calls, taken = int(first > 0 and use_cache), 0
+        calls = 1
     done = torch.zeros(B, dtype=torch.bool, device=x.device)  # rows that have written end-of-text
     base, extra = divmod(steps, len(cuts))
     for j, a in enumerate(cuts):
         view = x[:, a : a + block_size]  # (B, k) a view: filling it fills x
 
-        def denoise(ids):  # the block against the cache, which stays as it is
+        def denoise(ids, only_at=None):  # the block against the cache, which stays as it is
             if cache is None:  # the clean prefix again, block-causally, then this block
-                return _uncached(net, x[:, :a], ids, block_size)
-            return net(ids, cache=cache, extend_cache=False)  # (B, k, V)
+                return _uncached(net, x[:, :a], ids, block_size, only_at)
+            if decoder is not None:
+                return decoder(ids, extend=False, only_at=only_at)
+            return net(ids, cache=cache, extend_cache=False, only_at=only_at)  # (B, k, V) or (N, V)
 
         block_calls, block_steps = fill(denoise, view, base + (j < extra))
         calls, taken = calls + block_calls, taken + block_steps
@@ -175,15 +186,20 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
             if bool(done.all()):
                 return calls, taken, a + view.shape[1]
         if a + block_size < T and cache is not None:  # the finished block joins the cache, for the blocks after it
-            net(view, cache=cache, only_at=torch.zeros_like(view, dtype=torch.bool))
+            nothing = torch.zeros_like(view, dtype=torch.bool)  # no logits needed: only the keys and values
+            decoder(view, only_at=nothing) if decoder is not None else net(view, cache=cache, only_at=nothing)
             calls += 1
     return calls, taken, T
 
 
-def _uncached(net, prefix, ids, block_size):
+def _uncached(net, prefix, ids, block_size, only_at=None):
     """Logits (B, k, V) of the noisy block `ids` after the clean `prefix` (B, a), a a multiple of block_size,
-    in one forward without a cache: the prefix attends block-causally, the block to the prefix and itself."""
+    in one forward without a cache: the prefix attends block-causally, the block to the prefix and itself.
+    With only_at (B, k), the logits (N, V) at its True positions."""
     a, k = prefix.shape[1], ids.shape[1]
     block = torch.arange(a + k, device=ids.device) // block_size  # (a + k,)
     mask = block[:, None] >= block[None, :]  # (a + k, a + k): the clean stream's pattern, the block seeing itself
+    if only_at is not None:
+        where = torch.cat([torch.zeros_like(prefix, dtype=torch.bool), only_at], dim=1)  # (B, a + k)
+        return net(torch.cat([prefix, ids], dim=1), only_at=where, attn_mask=mask)
     return net(torch.cat([prefix, ids], dim=1), attn_mask=mask)[:, a:]

@@ -15,6 +15,9 @@ and stops after the block in which every sample has written end-of-text: `--leng
 a maximum, and each sample is printed up to its end-of-text. A checkpoint trained on
 prompt/response pairs (`data.prompt_field`) answers `--prompt`: the rest of its row is
 masked and denoised, and the answer printed after the prompt up to its end-of-text.
+`--block-cache prefix|dual` decodes a diffusion checkpoint's blocks (`--block-size`) against Fast-dLLM's
+approximate key/value caches (fastcache.py). `--compile` decodes an autoregressive or block diffusion checkpoint with a static key/value
+cache and a compiled step (CUDA graphs on a GPU; the first call pays the compilation).
 Every option defaults to the checkpoint's `sample` config section.
 
 References: Nie et al. 2025 (LLaDA), sec. 2.4 (sampling, semi-autoregressive blocks);
@@ -154,6 +157,12 @@ def main(argv=None) -> int:
     parser.add_argument("--top-p", type=float, help="keep the smallest set of tokens with this much probability")
     parser.add_argument("--block-size", type=int, help="decode blocks of this many tokens left to right")
     parser.add_argument("--threshold", type=float, help="confidence threshold of the 'threshold' strategy")
+    parser.add_argument("--block-cache", choices=("prefix", "dual"), help="a diffusion checkpoint decoded in blocks "
+                        "(--block-size): reuse the keys and values outside the block (Fast-dLLM; an approximation)")
+    parser.add_argument("--cache-refresh", type=int, help="with --block-cache: recompute them every this many "
+                        "network calls in a block (default: once per block; 1 is exact)")
+    parser.add_argument("--compile", action="store_true", help="decode with a static key/value cache and a "
+                        "torch.compile'd step (CUDA graphs on a GPU); autoregressive and block diffusion checkpoints")
     parser.add_argument("--num-samples", type=int, default=1, help="how many samples (one batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -178,7 +187,9 @@ def main(argv=None) -> int:
                            temperature=pick(args.temperature, s.temperature), top_k=pick(args.top_k, s.top_k),
                            top_p=pick(args.top_p, s.top_p), block_size=block_size,
                            threshold=pick(args.threshold, s.threshold), batch_size=args.num_samples,
-                           generator=generator, eot_id=tokenizer.eot_id)  # (num_samples, <= prompt + length)
+                           generator=generator, eot_id=tokenizer.eot_id,
+                           compile=args.compile, block_cache=args.block_cache,
+                           cache_refresh=args.cache_refresh)  # (num_samples, <= prompt + length)
     except ValueError as error:  # ConfigError and CheckpointError are ValueErrors too
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -130,7 +130,9 @@ def rotary_tables(seq_len: int, head_dim: int, base: float) -> tuple[torch.Tenso
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     r"""Rotate each pair $(x_j, x_{j+D/2})$ by its angle: x (B, H, T, D), cos/sin (T, D/2)."""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, D/2) each
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    rotated = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # (B, H, T, D), written in halves
+    rotated[..., : x1.shape[-1]] = x1 * cos - x2 * sin
+    rotated[..., x1.shape[-1] :] = x1 * sin + x2 * cos
     return rotated.type_as(x)
 
 
@@ -144,30 +146,37 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.mix_inputs = None  # with conv: per layer, the inputs of the block's two convolutions
         if cfg.conv:
-            inputs = (batch_size, cfg.seq_len, cfg.n_embd)
-            self.mix_inputs = [[torch.zeros(inputs, device=device, dtype=dtype) for _ in range(2)]
-                               for _ in range(cfg.n_layer)]
+            self.mix_inputs = [[torch.zeros(batch_size, cfg.seq_len, cfg.n_embd, device=device, dtype=dtype)
+                                for _ in range(2)] for _ in range(cfg.n_layer)]
         self.length = 0  # how many positions are filled
+        self.seen_to = 0  # new queries also see the stored positions up to here (a bidirectional model's suffix)
 
-    def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> torch.Tensor:
-        """Store the convolution input h (B, T_new, C) after the filled part; return the `reach`
-        inputs before it (fewer at the start of the sequence), (B, P, C)."""
+    def remember(self, layer: int, which: int, h: torch.Tensor, reach: int) -> tuple[torch.Tensor, int]:
+        """Store the convolution input h (B, T_new, C) after the filled part; return the window (B, W, C) the
+        convolution reads (a view: `reach` inputs before h, h, those up to `seen_to`) and h's start in it."""
         start, end = self.length, self.length + h.shape[1]
         self.mix_inputs[layer][which][:, start:end] = h
-        return self.mix_inputs[layer][which][:, max(start - reach, 0) : start]
+        first = max(start - reach, 0)
+        return self.mix_inputs[layer][which][:, first : max(end, self.seen_to)], start - first
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, H, T_new, D) after the filled part; return all keys and values so far."""
-        start, end = self.length, self.length + k.shape[2]
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+    def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool):
+        """Write k, v (B, H, T, D) just after the filled part (nothing concatenated: the buffers hold seq_len
+        positions) and return what the T new queries attend to, (keys, values, attn_mask, is_causal), views
+        (B, H, past + T, D). Until `advance`, the next call overwrites them (block diffusion denoising a
+        block). A causal query i sees the cache and the new keys up to itself; a single new query sees all,
+        so it gets no mask (a mask whose key length grows every call keeps a GPU's fast kernels out)."""
+        past, end = self.length, self.length + k.shape[2]
+        self.keys[layer][:, :, past:end] = k
+        self.values[layer][:, :, past:end] = v
+        mask, is_causal = None, causal and past == 0 and k.shape[2] > 1
+        if causal and past > 0 and k.shape[2] > 1:
+            mask = torch.ones(k.shape[2], end, dtype=torch.bool, device=k.device).tril(diagonal=past)  # (T, past + T)
+        end = end if causal else max(end, self.seen_to)  # a bidirectional query also sees a stored suffix
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end], mask, is_causal
 
-    def peek(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cached keys and values followed by k, v (B, H, T_new, D), without storing them: a block
-        diffusion model denoises a block against the cache many times before the block is final."""
-        end = self.length
-        return torch.cat([self.keys[layer][:, :, :end], k], dim=2), torch.cat([self.values[layer][:, :, :end], v], dim=2)
+    def advance(self, n: int) -> None:
+        """The n positions just written are final (Transformer.features calls it)."""
+        self.length += n
 
 
 _COMPILED_FLEX = []
@@ -189,20 +198,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, cache: "KVCache | None" = None, layer: int = 0, attn_mask=None,
-                extend_cache: bool = True):
+    def forward(self, x, cos, sin, cache: "KVCache | None" = None, layer: int = 0, attn_mask=None):
         B, T, C = x.shape
         H, D = self.cfg.n_head, self.cfg.head_dim
         q, k, v = self.qkv(x).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
         if cos is not None:
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         mask, is_causal = attn_mask, self.cfg.causal and attn_mask is None
-        if cache is not None:
-            past = cache.length
-            k, v = cache.append(layer, k, v) if extend_cache else cache.peek(layer, k, v)  # (B, H, past + T, D)
-            if self.cfg.causal and past > 0:  # new query i may see every cached key and the new keys up to itself
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-                is_causal = False
+        if cache is not None:  # k, v (B, H, past + T, D): views of the cache's buffers, the new ones written in
+            k, v, cache_mask, is_causal = cache.attend(layer, k, v, self.cfg.causal)
+            mask = cache_mask if cache_mask is not None else mask
         dropout = self.cfg.dropout if self.training else 0.0
         if BlockMask is not None and isinstance(mask, BlockMask):  # a block-sparse mask: skip the empty tiles
             y = _flex(q.device.type)(q, k, v, block_mask=mask)
@@ -238,11 +243,12 @@ class LocalMix(nn.Module):
         self.offsets = list(range(-(width - 1), 1) if causal else range(-(width // 2), width // 2 + 1))
         self.weight = nn.Parameter(torch.zeros(len(self.offsets), 1, n_embd))  # (K, 1, C): a tap per offset
 
-    def forward(self, h: torch.Tensor, past: "torch.Tensor | None" = None) -> torch.Tensor:
-        """h (B, T, C); past (B, P, C): the inputs just before h, when decoding with a cache."""
+    def forward(self, h: torch.Tensor, window: "torch.Tensor | None" = None, start: int = 0) -> torch.Tensor:
+        """h (B, T, C); window (B, W, C): when decoding with a cache, the stored inputs around h with h
+        itself at `start` (`KVCache.remember`), read in place of h."""
         T = h.shape[1]
-        if past is not None:
-            h = torch.cat([past, h], dim=1)  # (B, P + T, C)
+        if window is not None:
+            h = window  # (B, W, C)
         out, n = h, h.shape[1]
         for k, w in zip(self.offsets, self.weight):
             if k > 0:  # position i reads i + k
@@ -252,7 +258,7 @@ class LocalMix(nn.Module):
             else:
                 shifted = h
             out = out + w * shifted
-        return out[:, -T:]
+        return out[:, start : start + T]
 
 
 class Block(nn.Module):
@@ -271,12 +277,14 @@ class Block(nn.Module):
     def _mixed(self, h, which: int, cache, layer: int):
         if self.mix is None:
             return h
-        past = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0]) if cache is not None else None
-        return self.mix[which](h, past)
+        if cache is None:
+            return self.mix[which](h)
+        window, start = cache.remember(layer, which, h, reach=-self.mix[which].offsets[0])
+        return self.mix[which](h, window, start)
 
-    def forward(self, x, cos, sin, cache=None, layer=0, attn_mask=None, extend_cache=True):
+    def forward(self, x, cos, sin, cache=None, layer=0, attn_mask=None):
         h = self._mixed(self.norm1(x), 0, cache, layer)
-        x = x + self.dropout(self.attn(h, cos, sin, cache, layer, attn_mask, extend_cache))
+        x = x + self.dropout(self.attn(h, cos, sin, cache, layer, attn_mask))
         return x + self.dropout(self.mlp(self._mixed(self.norm2(x), 1, cache, layer)))
 
 
@@ -343,8 +351,8 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
                  attn_mask: "torch.Tensor | None" = None, extend_cache: bool = True) -> torch.Tensor:
         """The final normalised hidden states (B, T, n_embd), before the output head (arguments: see forward)."""
         B, T = idx.shape
-        start = cache.length if cache is not None else 0
         if positions is None:  # (given positions are the caller's to keep below seq_len: no host sync here)
+            start = cache.length if cache is not None else 0
             if start + T > self.cfg.seq_len:
                 raise ValueError(f"sequence of {start + T} tokens is longer than the model's seq_len={self.cfg.seq_len}")
             positions = torch.arange(start, start + T, device=idx.device)  # (T,)
@@ -359,9 +367,9 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
             if self.cfg.activation_checkpointing and self.training:
                 x = checkpoint(block, x, cos, sin, None, layer, attn_mask, use_reentrant=False)
             else:
-                x = block(x, cos, sin, cache, layer, attn_mask, extend_cache)
+                x = block(x, cos, sin, cache, layer, attn_mask)
         if cache is not None and extend_cache:
-            cache.length += T
+            cache.advance(T)
         return self.norm(x)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
@@ -401,9 +409,10 @@ class Transformer(nn.Module, PyTorchModelHubMixin, library_name="dllm_lite"):
         """
         return self.head(h[only_at])
 
-    def new_cache(self, batch_size: int) -> KVCache:
-        """An empty key/value cache for `batch_size` sequences (causal and block diffusion models only)."""
-        if not self.cfg.causal and self.cfg.block_size is None:
+    def new_cache(self, batch_size: int, approximate: bool = False) -> KVCache:
+        """An empty key/value cache for `batch_size` sequences: causal and block diffusion models, or with
+        approximate=True any model (Fast-dLLM's approximate caches for a bidirectional one, fastcache.py)."""
+        if not self.cfg.causal and self.cfg.block_size is None and not approximate:
             raise ValueError("a key/value cache only makes sense for a causal model (causal=True) or a block "
                              "diffusion model (block_size set)")
         p = self.embed.weight

@@ -24,7 +24,10 @@ never how sure the model is of it.
 
 `block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
-tail and lowers diversity.
+tail and lowers diversity. The network's output head runs only at the positions a step
+may fill (`only_at=`, where the net offers it), and the float64 draw goes a bounded
+number of rows at a time (draw.py), so that memory does not grow as B * T * V. Cached
+decoding (an autoregressive model, a block diffusion model) and its compiled form: decode.py.
 
 A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
 with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence
@@ -39,6 +42,7 @@ al. 2024, "Masked diffusion models are secretly time-agnostic masked models and 
 inaccurate categorical sampling"; Holtzman et al. 2020 (top-p sampling).
 """
 
+import inspect
 import math
 
 import torch
@@ -47,6 +51,10 @@ from tqdm.auto import tqdm
 
 from .block import fill_blocks
 from .corrupt import get_schedule
+from .decode import autoregressive
+from .draw import check_sampling, sample_tokens
+from .fastcache import BlockCache
+from .draw import uniform as _uniform
 
 __all__ = [
     "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
@@ -55,60 +63,6 @@ __all__ = [
 
 STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
 ORDERED = ("confidence", "left_to_right", "random")  # reveal reveal_counts() tokens per step, in some order
-
-
-def _uniform(shape, generator, device) -> torch.Tensor:
-    """Float64 uniforms in [0, 1), drawn on the generator's device so a seed reproduces anywhere."""
-    draw_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=draw_device, dtype=torch.float64).to(device)
-
-
-def _check_sampling(temperature, top_k, top_p):
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
-
-
-def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    r"""Draw one token per row of `logits` (..., V); return `(tokens, confidence)`, both (...).
-
-    The draw, in float64: scale by the temperature, keep the `top_k` largest logits, then
-    the smallest set of tokens whose probability adds up to at least `top_p` (the most
-    likely token is always kept), and draw from that filtered, tempered distribution $\pi$
-    with the Gumbel-max trick, $x = \arg\max_v (\log \pi_v + g_v)$,
-    $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$. temperature=0 is greedy: the argmax of
-    the filtered logits, no random numbers drawn.
-
-    The confidence is the model's own probability of the drawn token,
-    $\mathrm{softmax}(\text{logits})_x$ at temperature 1 and unfiltered, whatever the
-    temperature, top_k and top_p (LLaDA and Fast-dLLM rank by it). Under $\pi$ it would be
-    1 for every token with top_k=1 and near 1 at a low temperature: no ranking at all.
-    """
-    _check_sampling(temperature, top_k, top_p)
-    logits = logits.double()  # (..., V)
-    scaled = logits / temperature if temperature > 0 else logits
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (..., V)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
-        scaled = scaled.masked_fill(drop, float("-inf"))
-    log_probs = scaled.log_softmax(dim=-1)  # (..., V)
-    if temperature == 0:
-        tokens = log_probs.argmax(dim=-1)
-    else:
-        u = _uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
-        tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
-    # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
-    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (...)
-    return tokens, confidence
-
-
 def reveal_probability(schedule, t, s) -> torch.Tensor:
     r"""The chance that a token masked at time t is revealed by time s, $0 \le s < t \le 1$ (float64).
 
@@ -260,13 +214,34 @@ def _blocks(is_masked, block_size, steps):
     return [(cols, base + (i < extra)) for i, cols in enumerate(cuts)]
 
 
+def _takes_only_at(net) -> bool:
+    """Does the net's forward take `only_at=` (the library's Transformer does; a plain denoiser need not)?"""
+    forward = net.forward if isinstance(net, nn.Module) else net
+    try:
+        return "only_at" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        return False
+
+
+def _logits_at(net, x, where, headed) -> torch.Tensor:
+    """The logits (N, V) at the True positions of where (B, T), in row-major order; with headed=True the
+    output head runs only there (`only_at`), otherwise the full (B, T, V) is computed and indexed."""
+    return net(x, only_at=where) if headed else net(x)[where]
+
+
 def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
-               record):
-    """Fill every mask of x (B, T) in place; return (network calls, steps taken)."""
-    calls, taken, logits, stale = 0, 0, None, True  # stale: x changed since the last call
+               record, headed=False, block_cache=None):
+    """Fill every mask of x (B, T) in place; return (network calls, steps taken). headed: net takes only_at;
+    block_cache: a fastcache.BlockCache of net, called instead of it."""
+    calls, taken, logits, computed_at = 0, 0, None, None
+    if block_cache is not None:
+        net, headed = block_cache, True
     for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
+        if block_cache is not None:
+            block_cache.start_block(int(cols[0]), int(cols[-1]) + 1)
         in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         in_block[cols.to(x.device)] = True
+        stale = True  # x changed since the last call (a new block: the logits are for the block before)
         if strategy in ORDERED:
             counts = reveal_counts(int((x[0] == mask_id)[in_block].sum()), block_steps, schedule)
         for i in range(block_steps):
@@ -277,18 +252,23 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
                 # draw the coins first: no reveal, no network needed (MDLM's cached sampler)
                 reveal = _ancestral_reveal(scope, 1 - i / block_steps, 1 - (i + 1) / block_steps, schedule, generator)
                 if not cache or (reveal.any() and stale):
-                    logits, stale, calls = net(x), False, calls + 1  # (B, T, V)
-                if reveal.any():
-                    x[reveal], _ = sample_tokens(logits[reveal], *sampling, generator=generator)
+                    logits, computed_at = _logits_at(net, x, scope, headed), scope  # (N, V) at scope's positions
+                    stale, calls = False, calls + 1
+                if reveal.any():  # reveal lies inside computed_at: masks only ever get fewer within a block
+                    x[reveal], _ = sample_tokens(logits[reveal[computed_at]], *sampling, generator=generator)
                     stale = True
+            elif strategy in ("left_to_right", "random"):  # the order ignores the values: draw only where revealed
+                reveal = select_most_confident(_priority(strategy, x, generator), scope, counts[i])  # (B, T)
+                logits, calls = _logits_at(net, x, reveal, headed), calls + 1  # (n, V)
+                x[reveal], _ = sample_tokens(logits, *sampling, generator=generator)
             else:
-                logits, calls = net(x), calls + 1  # (B, T, V)
+                logits, calls = _logits_at(net, x, scope, headed), calls + 1  # (N, V)
                 tokens = torch.full_like(x, mask_id)  # (B, T)
                 # (B, T): the model's own probability of each drawn token (temperature 1, unfiltered)
                 confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
-                tokens[scope], confidence[scope] = sample_tokens(logits[scope], *sampling, generator=generator)
-                if strategy in ORDERED:
-                    reveal = select_most_confident(_priority(strategy, confidence, generator), scope, counts[i])
+                tokens[scope], confidence[scope] = sample_tokens(logits, *sampling, generator=generator)
+                if strategy == "confidence":
+                    reveal = select_most_confident(confidence, scope, counts[i])
                 elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
                     reveal = scope
                 else:
@@ -299,38 +279,18 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
     return calls, taken
 
 
-def _priority(strategy, confidence, generator) -> torch.Tensor:
-    """(B, T) the order in which masks are revealed, highest first: the model's confidence, the
-    position from the left, or a fresh random number per position."""
-    if strategy == "confidence":
-        return confidence
+def _priority(strategy, x, generator) -> torch.Tensor:
+    """(B, T) float64, the order in which left_to_right and random reveal the masks of x (B, T), highest first:
+    minus the position, or a fresh random number per position."""
     if strategy == "left_to_right":
-        T = confidence.shape[1]
-        return -torch.arange(T, dtype=torch.float64, device=confidence.device).expand_as(confidence)
-    return _uniform(confidence.shape, generator, confidence.device)
-
-
-def _autoregressive(net, x, start, sampling, use_cache, generator, record):
-    """Left-to-right sampling of x[:, start:], in place in x (B, T); return the network calls.
-
-    x[:, :start] is the beginning-of-sequence token and the prompt, start >= 1.
-    """
-    kv = net.new_cache(x.shape[0]) if use_cache else None
-    for pos in range(start, x.shape[1]):
-        if kv is None:
-            logits = net(x[:, :pos])[:, -1]  # recompute the whole prefix: (B, V)
-        elif pos == start:
-            logits = net(x[:, :pos], cache=kv)[:, -1]  # prefill the start token and the prompt
-        else:
-            logits = net(x[:, pos - 1 : pos], cache=kv)[:, -1]  # one new token against the cache
-        x[:, pos], _ = sample_tokens(logits, *sampling, generator=generator)  # $x_{pos} \sim p(\cdot \mid x_{<pos})$
-        record(x)
-    return x.shape[1] - start
+        return -torch.arange(x.shape[1], dtype=torch.float64, device=x.device).expand(x.shape)
+    return _uniform(x.shape, generator, x.device)
 
 
 def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence", schedule="linear",
              temperature=1.0, top_k=None, top_p=None, block_size=None, threshold=None, batch_size=1,
-             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None):
+             generator=None, return_trajectory=False, stats=None, cache=True, use_cache=True, eot_id=None,
+             compile=False, block_cache=None, cache_refresh=None):
     """Sample `batch_size` sequences of the prompt followed by `length` generated tokens.
 
     net: a denoiser, `net(ids (B, T)) -> logits (B, T, V)`; `net.cfg.seq_len` (if present)
@@ -356,6 +316,12 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     their key/value cache, `steps` shared among the blocks, any strategy within a block;
     `block_size` must be left out (or equal the model's). With eot_id, they stop after the
     block in which every row has written eot_id, and the result is that much shorter.
+    compile=True (causal and block diffusion nets): decode with a static-shape key/value cache and a
+    `torch.compile`d step (CUDA graphs on a GPU; decode.py), the same tokens as without; the first
+    call compiles, and a failed compilation falls back to eager with a one-line message.
+    block_cache ("prefix" or "dual", with block_size, for a bidirectional Transformer): Fast-dLLM's
+    approximate key/value caches (fastcache.py): the prefix (and the masked suffix) are computed
+    once per block, or every `cache_refresh` calls; cache_refresh=1 gives the uncached tokens.
 
     Returns ids (batch_size, len(prompt) + length) on the net's device; with
     return_trajectory=True, `(ids, trajectory)`: CPU copies of the state before the first
@@ -367,7 +333,7 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
         raise ValueError(f"steps must be at least 1, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    _check_sampling(temperature, top_k, top_p)
+    check_sampling(temperature, top_k, top_p)
     if strategy == "threshold" and threshold is None:
         raise ValueError("strategy='threshold' needs threshold=<a confidence in (0, 1)>, e.g. threshold=0.9")
     if threshold is not None and not 0 < threshold < 1:
@@ -394,12 +360,28 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
     if seq_len is not None and prompt_len + length > seq_len:
         raise ValueError(f"prompt ({prompt_len}) + length ({length}) exceeds the model's seq_len={seq_len}: "
                          f"shorten the prompt or the length")
+    if compile and not (causal or model_blocks is not None):
+        raise ValueError("compile=True speeds up key/value-cached decoding, which causal and block diffusion "
+                         "models have; drop compile for this model")
+    if compile and not use_cache:
+        raise ValueError("compile=True decodes with a static key/value cache: it needs use_cache=True")
+    if block_cache is not None:
+        if causal or model_blocks is not None:
+            raise ValueError("block_cache is for a bidirectional (MDLM) model; a causal or block diffusion model "
+                             "already decodes with its exact key/value cache: drop block_cache")
+        if block_size is None:
+            raise ValueError(f"block_cache={block_cache!r} caches what lies outside the block being decoded: give "
+                             f"block_size too")
+        if not hasattr(net, "new_cache"):
+            raise ValueError("block_cache needs a net with a key/value cache (the library's Transformer)")
+    elif cache_refresh is not None:
+        raise ValueError("cache_refresh sets how often block_cache recomputes its keys and values: give block_cache")
     if causal and infilling:
         raise ValueError("a causal model cannot infill: remove mask_id from the prompt or use a diffusion model")
 
     bos = 1 if causal else 0  # a causal net starts from its beginning-of-sequence token, mask_id
-    x = torch.cat([torch.full((batch_size, bos), mask_id, dtype=torch.long, device=device), prompts,
-                   torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)], dim=1)  # (B, bos + T)
+    x = torch.full((batch_size, bos + prompt_len + length), mask_id, dtype=torch.long, device=device)  # (B, bos + T)
+    x[:, bos : bos + prompt_len] = prompts
     trajectory = []
 
     def record(state):
@@ -408,25 +390,30 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
 
     record(x)
     sampling = (temperature, top_k, top_p)
+    headed = _takes_only_at(net)  # the output head only where a token may be revealed
     was_training = getattr(net, "training", False)
     if isinstance(net, nn.Module):
         net.eval()
     try:
         with torch.no_grad():
             if causal:
-                calls = _autoregressive(net, x, bos + prompt_len, sampling, use_cache, generator, record)
+                def draw(logits):  # $x_{pos} \sim p(\cdot \mid x_{<pos})$, logits (B, V)
+                    return sample_tokens(logits, *sampling, generator=generator)[0]
+
+                calls = autoregressive(net, x, bos + prompt_len, draw, record, use_cache, headed, compile)
                 taken, strategy = calls, "autoregressive"
             elif model_blocks is not None:
                 def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence
                     return _diffusion(denoise, view, mask_id, block_steps, strategy, schedule, sampling, None,
-                                      threshold, cache, generator, lambda _: record(x))
+                                      threshold, cache, generator, lambda _: record(x), headed=True)
 
                 start = int((x[0] == mask_id).nonzero()[0])
-                calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache)
+                calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache, compile)
                 x = x[:, :end]
             else:
+                fast = None if block_cache is None else BlockCache(net, batch_size, block_cache, cache_refresh)
                 calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
-                                          threshold, cache, generator, record)
+                                          threshold, cache, generator, record, headed, fast)
     finally:
         if isinstance(net, nn.Module):
             net.train(was_training)

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 API_FILE = ROOT / "docs" / "api.md"
 
 # the concepts first, in teaching order, then the commands, then the helpers
-MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "block", "pairs", "tasks", "quality", "data", "config",
-           "checkpoint", "muon", "train", "generate", "evaluate", "export", "bench", "viz", "exercises", "notebook")
+MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "fastcache", "block", "pairs", "tasks",
+           "quality", "data", "config", "checkpoint", "muon", "train", "generate", "evaluate", "export", "bench", "viz",
+           "exercises", "notebook")
 SIMPLE = (str, int, float, bool, type(None))
 WIDTH = 100  # a longer signature is written one parameter per line
 

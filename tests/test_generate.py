@@ -116,6 +116,36 @@ def test_autoregressive_checkpoint(checkpoints, capsys):
 
 
 
+def test_compile_flag_reaches_the_sampler_and_is_refused_for_a_diffusion_checkpoint(checkpoints, capsys,
+                                                                                    monkeypatch):
+    seen, sampler = [], generate.generate
+
+    def spy(*args, **kwargs):  # the compiled decode itself is tested in test_decode.py
+        seen.append(kwargs["compile"])
+        return sampler(*args, **dict(kwargs, compile=False))
+
+    monkeypatch.setattr(generate, "generate", spy)
+    for flags, expected in (([], False), (["--compile"], True)):
+        code, _, err = run(capsys, "--checkpoint", checkpoints["autoregressive"], "--length", "4", *flags)
+        assert code == 0, err
+        assert seen[-1] is expected
+    monkeypatch.setattr(generate, "generate", sampler)
+    code, _, err = run(capsys, "--checkpoint", checkpoints["diffusion"], "--length", "4", "--compile")
+    assert_one_line_error(code, err, "compile", "causal and block diffusion")
+
+
+def test_block_cache_refreshed_at_every_call_prints_the_uncached_text(checkpoints, capsys):
+    argv = ["--checkpoint", checkpoints["diffusion"], "--prompt", "she ", "--length", "12", "--block-size", "4",
+            "--num-samples", "2"]
+    code, plain, err = run(capsys, *argv)
+    assert code == 0, err
+    for mode in ("prefix", "dual"):
+        code, out, err = run(capsys, *argv, "--block-cache", mode, "--cache-refresh", "1")
+        assert code == 0 and out == plain, err
+    code, _, err = run(capsys, *argv[:6], "--block-cache", "dual")
+    assert_one_line_error(code, err, "block_cache", "block_size")
+
+
 def test_autoregressive_checkpoint_without_a_prompt_starts_from_its_beginning_of_sequence_token(checkpoints, capsys,
                                                                                               monkeypatch):
     calls = []

@@ -60,6 +60,27 @@ def test_kv_cache_matches_full_forward(conv, position):
         tiny_net(causal=False).new_cache(1)
 
 
+def test_a_single_query_decodes_with_no_attention_mask(monkeypatch):
+    """One new token of a causal model may see every cached key: no mask, so no new mask shape per call
+    (on a GPU a boolean mask whose key length grows each call kept the fast kernels out)."""
+    net = tiny_net(vocab_size=11, seq_len=16, causal=True)
+    x = torch.randint(0, 10, (2, 9))
+    full = net(x)
+    sdpa, seen = torch.nn.functional.scaled_dot_product_attention, []
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, **kwargs):
+        seen.append((q.shape[2], k.shape[2], attn_mask, is_causal))
+        return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    cache = net.new_cache(2)
+    steps = [net(x[:, :4], cache=cache)] + [net(x[:, i : i + 1], cache=cache) for i in range(4, 9)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    decodes = [(keys, mask, is_causal) for queries, keys, mask, is_causal in seen if queries == 1]
+    assert [keys for keys, _, _ in decodes] == [5, 5, 6, 6, 7, 7, 8, 8, 9, 9]  # two layers: two calls per token
+    assert all(mask is None and not is_causal for _, mask, is_causal in decodes)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_local_mix_adds_weighted_neighbours(causal):
     mix = LocalMix(n_embd=4, width=3, causal=causal)
@@ -73,8 +94,10 @@ def test_local_mix_adds_weighted_neighbours(causal):
             if 0 <= i + k < 5:  # past the ends counts as zero
                 expected[:, i] += tap[0] * h[:, i + k]
     assert torch.allclose(mix(h), expected, atol=1e-6)
-    if causal:  # the last two positions, given the three before them, as a cache supplies them
-        assert torch.allclose(mix(h[:, 3:], past=h[:, 1:3]), expected[:, 3:], atol=1e-6)
+    if causal:  # the last two positions, given the two before them and themselves, as a cache supplies them
+        assert torch.allclose(mix(h[:, 3:], window=h[:, 1:], start=2), expected[:, 3:], atol=1e-6)
+    else:  # positions 1 and 2, from a window with a neighbour on each side, as a cache with a suffix supplies it
+        assert torch.allclose(mix(h[:, 1:3], window=h[:, :4], start=1), expected[:, 1:3], atol=1e-6)
 
 
 def test_conv_model_starts_as_the_model_without():

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from dllm_lite import model, sample
+from dllm_lite import draw, model, sample
 
 V = 17  # vocabulary size, mask included
 MASK = V - 1
@@ -292,6 +293,31 @@ def test_autoregressive_cache_matches_recompute(prompt):
         assert (outs[0][:, :3] == torch.tensor(prompt)).all()
 
 
+@pytest.mark.parametrize("kind", ["autoregressive", "autoregressive-conv", "block-diffusion"])
+def test_the_cache_path_never_concatenates(kind, monkeypatch):
+    """Decoding with a key/value cache writes into the cache's buffers and reads views of them: no torch.cat
+    anywhere (a concatenation per call and layer reallocates the whole cache), and the same tokens as the
+    uncached path, which recomputes everything."""
+    causal = kind != "block-diffusion"
+    torch.manual_seed(0)
+    net = model.Transformer(model.ModelConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=16, seq_len=24, causal=causal,
+                                              conv=3 if kind.endswith("conv") else 0,
+                                              block_size=None if causal else 4))
+    kwargs = dict(mask_id=MASK, length=17, steps=10, prompt=[1, 2, 3, 4, 5], batch_size=2, strategy="confidence")
+    uncached = sample.generate(net, use_cache=False, generator=seeded(5), **kwargs)
+    cat, calls = torch.cat, []
+
+    def counting_cat(*args, **kw):
+        calls.append(1)
+        return cat(*args, **kw)
+
+    monkeypatch.setattr(torch, "cat", counting_cat)
+    cached = sample.generate(net, use_cache=True, generator=seeded(5), **kwargs)
+    monkeypatch.undo()
+    assert len(calls) == 0
+    assert torch.equal(cached, uncached)
+
+
 def test_autoregressive_fills_the_whole_sequence_and_keeps_the_trajectory_shape():
     net = tiny_net(causal=True, seq_len=48)
     for use_cache in (True, False):
@@ -304,6 +330,68 @@ def test_autoregressive_fills_the_whole_sequence_and_keeps_the_trajectory_shape(
         assert out.shape == (1, 48)
     with pytest.raises(ValueError, match=r"prompt \(8\) \+ length \(41\) exceeds the model's seq_len=48"):
         sample.generate(net, mask_id=MASK, length=41, steps=1, prompt=[1] * 8)
+
+
+class Float64Meter(TorchDispatchMode):
+    """Records the size in bytes of every float64 tensor that any torch operation returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.dtype == torch.float64:
+                self.sizes.append(t.numel() * 8)
+        return out
+
+
+@pytest.mark.parametrize("strategy,sampling", [("confidence", {}), ("ancestral", {}), ("threshold", {}),
+                                               ("confidence", dict(top_p=0.9, temperature=0.8)),
+                                               ("confidence", dict(top_k=7))])
+def test_the_float64_working_set_is_bounded_and_chunks_draw_the_same_tokens(strategy, sampling, monkeypatch):
+    """The draw runs FLOAT64_BUDGET bytes of rows at a time: no float64 array above it, whatever B * T * V,
+    and (a CPU generator being one stream) the very tokens of a single unchunked draw."""
+    Vbig = 300
+    torch.manual_seed(0)
+    net = model.Transformer(model.ModelConfig(vocab_size=Vbig, n_layer=1, n_head=2, n_embd=16, seq_len=40))
+    kwargs = dict(mask_id=Vbig - 1, length=40, steps=8, strategy=strategy, batch_size=3, threshold=0.3, **sampling)
+    whole = sample.generate(net, generator=seeded(6), **kwargs)  # the default budget: every draw one chunk
+    budget = 4 * Vbig * 8  # four rows of a 300-token vocabulary; the first step alone holds 120 masked rows
+    monkeypatch.setattr(draw, "FLOAT64_BUDGET", budget)
+    with Float64Meter() as meter:
+        chunked = sample.generate(net, generator=seeded(6), **kwargs)
+    assert max(meter.sizes) <= budget < 3 * 40 * Vbig * 8
+    assert torch.equal(chunked, whole)
+
+
+def test_the_sampler_runs_the_head_only_where_a_token_may_be_revealed(monkeypatch):
+    """only_at: at the masks of the block being decoded (confidence, threshold, ancestral), at the revealed
+    positions alone for the fixed orders (left_to_right, random), at the last position for AR's prefill.
+    The fixed orders now draw values only where they reveal, so at a temperature above 0 they use the random
+    stream differently and their samples at a fixed seed are not those of earlier versions (greedy ones are)."""
+    seen, forward = [], model.Transformer.forward
+
+    def spy(self, idx, only_at=None, **kwargs):
+        seen.append((idx.clone(), None if only_at is None else only_at.clone()))
+        return forward(self, idx, only_at=only_at, **kwargs)
+
+    monkeypatch.setattr(model.Transformer, "forward", spy)
+    net = tiny_net(seq_len=24)
+    sample.generate(net, mask_id=MASK, length=20, steps=8, prompt=[1, 2], block_size=10, generator=seeded(0))
+    for ids, only_at in seen:
+        in_block = torch.zeros(22, dtype=torch.bool)
+        in_block[2:12] = bool((ids[0, 2:12] == MASK).any())  # the first block until it is full, then the second
+        in_block[12:] = not in_block[2:12].any()
+        assert torch.equal(only_at, (ids == MASK) & in_block)
+    for strategy in ("left_to_right", "random"):  # 20 masks in 8 steps: reveal_counts' 2 or 3 per step
+        seen.clear()
+        sample.generate(net, mask_id=MASK, length=20, steps=8, strategy=strategy, batch_size=2, generator=seeded(0))
+        assert [int(only_at[0].sum()) for _, only_at in seen] == sample.reveal_counts(20, 8)
+    seen.clear()
+    sample.generate(tiny_net(causal=True), mask_id=MASK, length=3, steps=1, prompt=[1, 2], generator=seeded(0))
+    assert seen[0][1].tolist() == [[False, False, True]] and seen[1][1] is None  # prefill, then one-token decodes
 
 
 def test_sample_tokens_greedy_limits():

@@ -1,0 +1,98 @@
+r"""Drawing a token from the network's logits: temperature, top-k, top-p and the Gumbel-max trick, in float64.
+
+A row of logits $\ell \in \mathbb{R}^V$ is a distribution over the vocabulary. Sampling changes it
+before the draw: divide by a temperature $\tau$ (below 1 sharpens it, 0 is the argmax), keep the
+`top_k` largest logits, keep the smallest set of tokens whose probability adds up to `top_p`
+(Holtzman et al. 2020), and draw from what is left with the Gumbel-max trick: with
+$g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$, the token $\arg\max_v (\log \pi_v + g_v)$ has
+probability $\pi_v$ exactly.
+
+The draw runs in float64 (Zheng et al. 2024: low-precision Gumbel noise truncates the
+distribution) and so costs 8 bytes per vocabulary entry per row: 412 MB for 1,024 masked rows of a
+50K vocabulary. `sample_tokens` therefore takes the rows a chunk at a time, each chunk's float64
+arrays within `FLOAT64_BUDGET` bytes. The samplers of sample.py and decode.py use it.
+
+References: Gumbel 1954, Maddison et al. 2014 (the Gumbel-max trick); Holtzman et al. 2020 (top-p);
+Zheng et al. 2024, "Masked diffusion models are secretly time-agnostic masked models and exploit
+inaccurate categorical sampling".
+"""
+
+import torch
+
+__all__ = ["FLOAT64_BUDGET", "sample_tokens", "uniform", "check_sampling"]
+
+FLOAT64_BUDGET = 256 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
+
+
+def uniform(shape, generator, device) -> torch.Tensor:
+    """Float64 uniforms in [0, 1), drawn on the generator's device so a seed reproduces anywhere."""
+    draw_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=draw_device, dtype=torch.float64).to(device)
+
+
+def check_sampling(temperature, top_k, top_p):
+    """A one-line ValueError for a temperature, top_k or top_p out of range."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
+
+
+def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    r"""Draw one token per row of `logits` (..., V); return `(tokens, confidence)`, both (...).
+
+    The draw, in float64: scale by the temperature, keep the `top_k` largest logits, then
+    the smallest set of tokens whose probability adds up to at least `top_p` (the most
+    likely token is always kept), and draw from that filtered, tempered distribution $\pi$
+    with the Gumbel-max trick, $x = \arg\max_v (\log \pi_v + g_v)$,
+    $g_v = -\log(-\log u_v)$, $u_v \sim U(0, 1)$. temperature=0 is greedy: the argmax of
+    the filtered logits, no random numbers drawn.
+
+    The confidence is the model's own probability of the drawn token,
+    $\mathrm{softmax}(\text{logits})_x$ at temperature 1 and unfiltered, whatever the
+    temperature, top_k and top_p (LLaDA and Fast-dLLM rank by it). Under $\pi$ it would be
+    1 for every token with top_k=1 and near 1 at a low temperature: no ranking at all.
+
+    Why float64: Zheng et al. (2024) showed that Gumbel noise drawn in low precision cuts off
+    the tail of the distribution (the largest noise a float32 uniform can give is small), which
+    lowers the samples' diversity and so makes MDLM samples look better than they are. Its cost
+    is bounded: the rows go FLOAT64_BUDGET bytes' worth at a time (V * 8 bytes per row; at
+    least one row), each array of a chunk within the budget. On a CPU generator the chunks draw
+    exactly the numbers of one big draw; on a CUDA generator (Philox) the numbers differ once a
+    draw is split, which happens only past the budget (about 5,000 rows of a 50K vocabulary).
+    """
+    check_sampling(temperature, top_k, top_p)
+    *lead, V = logits.shape
+    rows = logits.reshape(-1, V)  # (N, V)
+    tokens = torch.empty(rows.shape[0], dtype=torch.long, device=logits.device)  # (N,)
+    confidence = torch.empty(rows.shape[0], dtype=torch.float64, device=logits.device)  # (N,)
+    step = max(1, FLOAT64_BUDGET // (8 * V))  # rows per chunk
+    for a in range(0, rows.shape[0], step):
+        tokens[a : a + step], confidence[a : a + step] = _draw(rows[a : a + step], temperature, top_k, top_p,
+                                                               generator)
+    return tokens.view(lead), confidence.view(lead)
+
+
+def _draw(logits, temperature, top_k, top_p, generator):
+    """sample_tokens on one chunk of rows, logits (n, V): (tokens, confidence), each (n,)."""
+    logits = logits.double()  # (n, V)
+    scaled = logits / temperature if temperature > 0 else logits
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (n, 1)
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (n, V)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
+        scaled = scaled.masked_fill(drop, float("-inf"))
+    log_probs = scaled.log_softmax(dim=-1)  # (n, V)
+    if temperature == 0:
+        tokens = log_probs.argmax(dim=-1)
+    else:
+        u = uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
+        tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
+    # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
+    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (n,)
+    return tokens, confidence
