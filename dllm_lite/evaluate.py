@@ -23,10 +23,10 @@ counts when it equals the response exactly. The last line reads `exact_match=0.8
 
 **Samples** (`--samples N --judge AR_CHECKPOINT`, with the sampling options `--steps`,
 `--strategy`, `--threshold`, `--temperature` (default 1 here), `--block-size`,
-`--block-cache`, `--batch-size`, `--seed`). N unconditional sequences of the model's length
-are generated and scored by `quality.judge_report`: their exact NLL under the judge, a
-separate autoregressive model, in nats per character, with their entropy, distinct n-grams,
-memorisation of the training split, and the sampler's cost. The last line reads
+`--block-cache`, `--cache-refresh`, `--compile`, `--batch-size`, `--seed`). N unconditional
+sequences of the model's length are generated and scored by `quality.judge_report`: their
+exact NLL under the judge, a separate autoregressive model, in nats per character, with their
+entropy, distinct n-grams, memorisation of the training split, and the sampler's cost. The last line reads
 `gen_nll=2.0412 entropy=3.0115 distinct2=0.2510 calls_per_token=0.2500 tokens_per_s=812.3000`.
 
 Both are precise rather than fast: every row of the file, not a sample of them.
@@ -189,6 +189,10 @@ def main(argv=None) -> int:
     parser.add_argument("--block-size", type=int, help="--judge: decode in blocks of this many positions")
     parser.add_argument("--block-cache", choices=["prefix", "dual"], help="--judge with --block-size: Fast-dLLM's "
                         "approximate key/value cache")
+    parser.add_argument("--cache-refresh", type=int, help="--judge with --block-cache: recompute it every this many "
+                        "calls")
+    parser.add_argument("--compile", action="store_true", help="--judge: decode an AR or block diffusion checkpoint "
+                        "with a static key/value cache and a compiled step (the compilation is not timed)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", help="write the per-example answers (or the numbers) to this JSON file")
     parser.add_argument("--seed", type=int, default=0)
@@ -215,7 +219,8 @@ def main(argv=None) -> int:
                                             generator=torch.Generator(device=device).manual_seed(args.seed),
                                             steps=args.steps, strategy=args.strategy, threshold=args.threshold,
                                             temperature=args.temperature, block_size=args.block_size,
-                                            block_cache=args.block_cache, schedule=cfg.train.schedule)
+                                            block_cache=args.block_cache, cache_refresh=args.cache_refresh,
+                                            compile=args.compile or None, schedule=cfg.train.schedule)
             elif args.pairs:
                 prompts, responses, lines = read_pairs(args.pairs)
                 _check_prompts(args.pairs, prompts, lines, tokenizer, cfg.model.seq_len)

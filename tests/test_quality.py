@@ -234,3 +234,31 @@ def test_one_call_for_both_tokens_samples_the_product_of_marginals(steps, expect
     target = joint if steps == 2 else quality.parallel_reveal_gap(joint)["product"]
     assert torch.allclose(empirical, target, atol=0.03)  # two calls: the joint; one call: the product
     assert 0.5 * (empirical - joint).abs().sum().item() == pytest.approx(expected_tv, abs=0.03)
+
+
+def test_the_command_passes_the_fast_dllm_cache_options_to_generate(checkpoints, capsys):
+    common = ["--checkpoint", checkpoints["diffusion"], "--judge", checkpoints["judge"], "--samples", "2",
+              "--steps", "8", "--block-size", "8", "--seed", "3"]
+    assert evaluate.main(common) == 0
+    plain = last_line_values(capsys.readouterr().out)
+    assert evaluate.main(common + ["--block-cache", "dual", "--cache-refresh", "1"]) == 0
+    refreshed = last_line_values(capsys.readouterr().out)  # refreshed at every call: the uncached tokens exactly
+    assert refreshed["gen_nll"] == plain["gen_nll"] and refreshed["entropy"] == plain["entropy"]
+    assert evaluate.main(common + ["--block-cache", "prefix"]) == 0
+    assert last_line_values(capsys.readouterr().out)["calls_per_token"] == 8 / 32
+
+
+def test_the_command_compiles_an_ar_sampler_outside_the_clock(checkpoints, capsys, monkeypatch):
+    calls = []
+
+    def eager(*args, compile=False, **kwargs):  # records the options; compiling itself is decode.py's to test
+        calls.append({"compile": compile, **kwargs})
+        return real(*args, **kwargs)
+
+    real = quality.generate
+    monkeypatch.setattr(quality, "generate", eager)
+    assert evaluate.main(["--checkpoint", checkpoints["ar"], "--judge", checkpoints["judge"], "--samples", "3",
+                          "--batch-size", "2", "--compile"]) == 0
+    assert last_line_values(capsys.readouterr().out)["calls_per_token"] == 1.0
+    assert len(calls) == 3 and all(kwargs["compile"] for kwargs in calls)  # one untimed warm-up, then two batches
+    assert "stats" not in calls[0] and "stats" in calls[1]
