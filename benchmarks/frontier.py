@@ -64,7 +64,9 @@ THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
 SEMI_AR_BLOCK = 16
 # task: (write_task options, seq_len, training minutes), as diffusion_wins.main sets them
 TASKS = {"sudoku": ({"size": 6, "blanks": 16}, 88, 8), "addition": ({}, 16, 10)}
-QUICK = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.compile=false", "train.max_steps=3",
+# two layers, not one: in a single layer a key or value depends only on its own token (and its neighbours, through
+# model.conv), so the block caches go (almost) never stale and a --quick run could not show what they cost
+QUICK = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "train.compile=false", "train.max_steps=3",
          "train.eval_every=2", "train.eval_batches=1", "train.bound_samples=1", "train.save_every=100000"]
 QUICK_CHAR = QUICK + ["model.seq_len=32", "data.max_tokens=20000", "data.val_tokens=2048", "sample.length=32",
                       "sample.steps=32"]
