@@ -44,6 +44,7 @@ from .config_keys import SECTIONS, TOP_LEVEL, Config, DataSection, ModelSection,
 from .config_yaml import ConfigLoader, Refused, show
 from .corrupt import SCHEDULES
 from .sample import STRATEGIES
+from .sources import TASK_DATASETS
 from .tokenize import BUNDLED_CORPORA, available_tokenizers
 
 __all__ = [
@@ -171,7 +172,8 @@ def _validate(cfg: Config, source: str) -> None:
     _require(not local or d.data_files is not None, source,
              f"data.dataset={d.dataset} reads local files but data.data_files is not set; "
              f"add e.g. data.data_files: path/*.{'txt' if d.dataset == 'text' else d.dataset}")
-    _require(d.data_files is None or local or "/" in d.dataset or Path(d.dataset).is_dir(), source,
+    task = d.dataset in TASK_DATASETS  # with data_files, a task's name reads those JSON lines in its place
+    _require(d.data_files is None or local or task or "/" in d.dataset or Path(d.dataset).is_dir(), source,
              f"data.data_files is set but data.dataset={show(d.dataset)} does not read files; "
              f"set data.dataset to text, json or parquet (or remove data.data_files)")
     _require(d.revision is None or not (local or d.dataset in BUNDLED_CORPORA or Path(d.dataset).is_dir()), source,

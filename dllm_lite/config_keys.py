@@ -44,7 +44,7 @@ class DataSection:
     dataset: str = "tiny_shakespeare"
     subset: str | None = None  # hub config name, e.g. "wikitext-103-raw-v1"
     revision: str | None = None  # hub dataset branch, tag or commit sha (null: the default branch)
-    data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet
+    data_files: str | list[str] | None = None  # path(s) or glob(s) for text/json/parquet (a task's name: read as JSON)
     text_field: str = "text"  # the column that holds the text (hub, json, parquet)
     # prompt/response pairs (pairs.py): set prompt_field to train on pairs instead of text; a list of columns is
     # joined with newlines (e.g. an instruction dataset's [instruction, input])

@@ -30,6 +30,14 @@ temporary file in the same folder, then a rename), so an earlier results file is
 half overwritten. `--offset` shifts text rows; pairs are scored one pair per row, so it is
 refused for them.
 
+**Samples** (`--samples N --judge AR_CHECKPOINT`, with the sampling options `--steps`,
+`--strategy`, `--threshold`, `--temperature` (default 1 here), `--block-size`,
+`--block-cache`, `--cache-refresh`, `--compile`, `--batch-size`, `--seed`). N unconditional
+sequences of the model's length are generated and scored by `quality.judge_report`: their
+exact NLL under the judge, a separate autoregressive model, in nats per character, with their
+entropy, distinct n-grams, memorisation of the training split, and the sampler's cost. The last line reads
+`gen_nll=2.0412 entropy=3.0115 distinct2=0.2510 calls_per_token=0.2500 tokens_per_s=812.3000`.
+
 Both are precise rather than fast: every row of the file, not a sample of them.
 """
 
@@ -49,6 +57,7 @@ from .data_checks import check_utf8
 from .load import load_checkpoint
 from .loss import ar_loss, ar_sft_loss, nll_bound
 from .pairs import load_pairs, pack_pairs, read_pairs
+from .quality import judge_report
 from .sample import STRATEGIES, answer
 from .devices import resolve_device
 
@@ -253,18 +262,29 @@ def main(argv=None) -> int:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--text", help="a UTF-8 text file to score (default: the checkpoint config's validation split)")
     what.add_argument("--pairs", help="a JSON-lines file of {\"prompt\", \"response\"} records to answer")
-    parser.add_argument("--samples", type=int, default=16, help="noise draws per row for the bound (default 16)")
+    what.add_argument("--judge", help="an autoregressive checkpoint that scores --samples generated sequences")
+    parser.add_argument("--samples", type=int, default=16, help="noise draws per row for the bound; with --judge, the "
+                        "sequences to generate (default 16)")
     parser.add_argument("--offset", type=int, default=0, help="start the rows this many tokens in (half a row gives "
                         "a second, almost independent, measurement)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="confidence", help="how answers are decoded")
     parser.add_argument("--steps", type=int, help="network calls per answer (default: one per masked position)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
+    parser.add_argument("--temperature", type=float, help="0 is greedy, the default for answers; 1 for --judge")
     parser.add_argument("--threshold", type=float, help="confidence threshold of the 'threshold' strategy")
+    parser.add_argument("--block-size", type=int, help="--judge: decode in blocks of this many positions")
+    parser.add_argument("--block-cache", choices=["prefix", "dual"], help="--judge with --block-size: Fast-dLLM's "
+                        "approximate key/value cache")
+    parser.add_argument("--cache-refresh", type=int, help="--judge with --block-cache: recompute it every this many "
+                        "calls")
+    parser.add_argument("--compile", action="store_true", help="--judge: decode an AR or block diffusion checkpoint "
+                        "with a static key/value cache and a compiled step (the compilation is not timed)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", help="write the per-example answers (or the numbers) to this JSON file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = parser.parse_args(argv)
+    if args.temperature is None:
+        args.temperature = 1.0 if args.judge else 0.0
     try:
         out = check_out_path(args.out) if args.out is not None else None
         check_offset(args.offset, pairs=bool(args.pairs))
@@ -280,7 +300,15 @@ def main(argv=None) -> int:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         common = dict(batch_size=args.batch_size, seed=args.seed)
         with autocast:
-            if args.pairs:
+            if args.judge:
+                result, last = judge_report(net, tokenizer, cfg, args.judge, checkpoint=args.checkpoint,
+                                            device=device, samples=args.samples, batch_size=args.batch_size,
+                                            generator=torch.Generator(device=device).manual_seed(args.seed),
+                                            steps=args.steps, strategy=args.strategy, threshold=args.threshold,
+                                            temperature=args.temperature, block_size=args.block_size,
+                                            block_cache=args.block_cache, cache_refresh=args.cache_refresh,
+                                            compile=args.compile or None, schedule=cfg.train.schedule)
+            elif args.pairs:
                 _check_prompts(args.pairs, prompts, lines, tokenizer, cfg.model.seq_len)
                 prompts, responses, skipped = fitting_pairs(tokenizer, prompts, responses, cfg.model.seq_len)
                 generator = torch.Generator(device=device).manual_seed(args.seed)

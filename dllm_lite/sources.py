@@ -105,10 +105,11 @@ def resolve_source(data_cfg) -> Source:
     if name in tokenize.BUNDLED_CORPORA:
         # a bundled corpus is a small file inside the package: read whole, even where a config (small.yaml) streams
         return Source("bundled", "text", None, (str(tokenize.bundled_corpus_path(name)),), False)
-    if name in TASK_DATASETS:  # a short name always means the task, as it does the hub; ./name the folder
+    patterns = _patterns(data_cfg.data_files)
+    if name in TASK_DATASETS and not patterns:  # a short name means the task, as it does the hub; ./name the folder
         return Source("task", "json", None, (str(task_files(data_cfg)["train"]),), False)
-    if name in LOCAL_BUILDERS:
-        patterns = _patterns(data_cfg.data_files)
+    if name in LOCAL_BUILDERS or name in TASK_DATASETS:  # a task name with data_files: those JSON lines in its place
+        name = "json" if name in TASK_DATASETS else name
         if not patterns:
             raise DataError(f"data.dataset={name} needs data.data_files, e.g. data.data_files=path/*.txt")
         try:

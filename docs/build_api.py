@@ -21,7 +21,7 @@ API_FILE = ROOT / "docs" / "api.md"
 
 # the concepts first, in teaching order, then the commands, then the helpers
 MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "fastcache", "block", "pairs", "tasks",
-           "data", "sources", "token_cache", "loader", "data_checks", "config", "config_keys", "config_yaml", "load",
+           "quality", "data", "sources", "token_cache", "loader", "data_checks", "config", "config_keys", "config_yaml", "load",
            "checkpoint", "muon", "train", "objective", "validation", "devices", "run_folder", "metrics", "generate",
            "evaluate", "export", "bench", "bench_suite", "bench_timing", "bench_reference", "bench_profile",
            "bench_report", "viz", "exercises", "notebook")

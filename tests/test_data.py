@@ -487,3 +487,17 @@ def test_sft_char_trains_as_shipped_on_its_generated_task(tmp_path):
     test_pairs = task / "test.jsonl"  # the file the config's comment names
     assert evaluate.main(["--checkpoint", str(tmp_path / "run" / "latest.pt"), "--pairs", str(test_pairs),
                           "--steps", "1", "--batch-size", "500"]) == 0
+
+
+def test_a_task_name_with_data_files_reads_those_pairs_in_its_place(tmp_path):
+    # sft_char.yaml names the addition task; `data.data_files=my/pairs.jsonl` on the command line (the README's
+    # and the experiments' way to train on a written task) must read that file, not refuse or write the task
+    from dllm_lite.config import load_config
+
+    pairs = tmp_path / "mine.jsonl"
+    pairs.write_text('{"prompt": "ab", "response": "ba"}\n' * 40, encoding="utf-8")
+    config = Path(__file__).resolve().parent.parent / "configs" / "sft_char.yaml"
+    cfg = load_config(config, [f"data.data_files={pairs}", f"data.cache_dir={tmp_path / 'cache'}"])
+    src = sources.resolve_source(cfg.data)
+    assert (src.kind, src.path, src.files) == ("files", "json", (str(pairs),))
+    assert not (tmp_path / "cache" / "tasks").exists()  # the task was not generated

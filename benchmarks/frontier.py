@@ -1,0 +1,294 @@
+r"""The speed-quality frontier of parallel decoding: how many tokens per call, at what quality?
+
+Trains four character models for the same wall time on Tiny Shakespeare with
+configs/shakespeare_char.yaml (the AR twin, MDLM, block diffusion with K=4 and K=16) and a
+stronger AR judge (the same recipe with its own seed, trained longer; never one of the judged models), then
+samples every model in every way the frontier needs, each point `--samples` full sequences
+of the models' seq_len:
+
+- MDLM: confidence and ancestral at 1, 2, 4, 8 and 16 tokens per call (steps = L / k);
+  threshold at tau in {0.5, 0.7, 0.9, 0.95}; semi-autoregressive blocks of 16 at 1 and 4
+  tokens per call, without a cache and with Fast-dLLM's prefix and dual caches;
+- block diffusion K=4 and K=16 with their exact cache, at 1 and 4 tokens per call;
+- the AR twin with its key/value cache;
+- every point at temperature 1.0 and 0.8.
+
+Per point: network calls per token, tokens/s at batch 1 and at batch 16 (wall time: run on
+an otherwise idle machine), gen-NLL in nats per character under the judge with its standard
+error, unigram entropy, distinct-2/3 and memorisation (dllm_lite/quality.py). Then task
+decoding on the held-out Sudoku 6x6 and 4-digit addition sets of benchmarks/diffusion_wins.py
+(its checkpoints are reused from its runs folder, or trained as it trains them): exact match
+against network calls per answer, for confidence at several step counts and threshold at
+several tau, beside the AR model.
+
+    python benchmarks/frontier.py                  # --minutes 9.5 per model, the judge 2x that
+    python benchmarks/frontier.py --quick --out /tmp/frontier   # seconds, tiny models: a smoke test
+
+A run folder that already holds latest.pt is reused (--retrain trains again). Writes
+<out>/frontier.json and <out>/frontier.png.
+"""
+import argparse
+import inspect
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import diffusion_wins  # noqa: E402  (the task checkpoints and held-out sets are made the way notebook 13 makes them)
+
+from dllm_lite.checkpoint import load_checkpoint  # noqa: E402
+from dllm_lite.data import load_tokens  # noqa: E402
+from dllm_lite.evaluate import exact_match, likelihood, rows_of  # noqa: E402
+from dllm_lite.pairs import read_pairs  # noqa: E402
+from dllm_lite.quality import load_judge, sample_quality, training_windows  # noqa: E402
+from dllm_lite.sample import generate  # noqa: E402
+from dllm_lite.tasks import write_task  # noqa: E402
+
+ROOT = diffusion_wins.ROOT
+OUT = ROOT / "benchmarks" / "frontier"
+MODELS = {"ar": ["train.objective=autoregressive"], "mdlm": [],
+          "bd4": ["train.objective=block_diffusion", "model.block_size=4", "model.conv=0"],
+          "bd16": ["train.objective=block_diffusion", "model.block_size=16", "model.conv=0"]}
+# the judge: the AR twin's recipe with its own seed, trained --judge-minutes; the clock ends it, not the config's
+# max_steps (4000 steps is ~12.7 minutes on 2 cores, and the learning rate's cosine follows the clock)
+JUDGE = ["train.objective=autoregressive", "train.seed=1", "train.max_steps=1000000"]
+TEMPERATURES = (1.0, 0.8)
+TOKENS_PER_CALL = (1, 2, 4, 8, 16)
+THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
+SEMI_AR_BLOCK = 16
+# task: (write_task options, seq_len, training minutes), as diffusion_wins.main sets them
+TASKS = {"sudoku": ({"size": 6, "blanks": 16}, 88, 8), "addition": ({}, 16, 10)}
+# two layers, not one: in a single layer a key or value depends only on its own token (and its neighbours, through
+# model.conv), so the block caches go (almost) never stale and a --quick run could not show what they cost
+QUICK = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "train.compile=false", "train.max_steps=3",
+         "train.eval_every=2", "train.eval_batches=1", "train.bound_samples=1", "train.save_every=100000"]
+QUICK_CHAR = QUICK + ["model.seq_len=32", "data.max_tokens=20000", "data.val_tokens=2048", "sample.length=32",
+                      "sample.steps=32"]
+HAS_BLOCK_CACHE = "block_cache" in inspect.signature(generate).parameters  # Fast-dLLM's caches in sample.generate
+
+
+# ---- the char models and the judge ------------------------------------------------------------------
+
+def train_models(args) -> dict:
+    """Train (or reuse) the four judged models and the judge; return their diffusion_wins.run summaries."""
+    extra = QUICK_CHAR if args.quick else []
+    runs = {name: diffusion_wins.run(args.runs / name, diffusion_wins.CHAR, overrides + extra, args.minutes,
+                                     args.retrain) for name, overrides in MODELS.items()}
+    runs["judge"] = diffusion_wins.run(args.runs / "judge", diffusion_wins.CHAR, JUDGE + extra, args.judge_minutes,
+                                       args.retrain)
+    return runs
+
+
+def validation_loss(net, tokenizer, cfg) -> dict:
+    """An AR model's exact next-token loss on the whole validation split, nats per character, with its stderr."""
+    tokens = load_tokens(cfg.data, tokenizer, "validation").astype("int64")
+    return likelihood(net, rows_of(tokens, cfg.model.seq_len), tokenizer.mask_id)
+
+
+def points(L: int) -> list[dict]:
+    """Every sampling setting of the frontier for sequences of L tokens: {"model", "sampler", generate's options}."""
+    out = []
+    for temperature in TEMPERATURES:
+        for k in TOKENS_PER_CALL:
+            for strategy in ("confidence", "ancestral"):
+                out.append({"model": "mdlm", "sampler": strategy, "tokens_per_call": k, "strategy": strategy,
+                            "steps": math.ceil(L / k), "temperature": temperature})
+        for tau in THRESHOLDS:
+            out.append({"model": "mdlm", "sampler": "threshold", "strategy": "threshold", "threshold": tau,
+                        "steps": L, "temperature": temperature})
+        for k in (1, 4):
+            for cache in (None, "prefix", "dual"):
+                out.append({"model": "mdlm", "sampler": f"semi-AR blocks of {SEMI_AR_BLOCK}" +
+                            (f", {cache} cache" if cache else ""), "tokens_per_call": k, "strategy": "confidence",
+                            "steps": math.ceil(L / k), "block_size": SEMI_AR_BLOCK, "block_cache": cache,
+                            "temperature": temperature})
+            for name in ("bd4", "bd16"):
+                out.append({"model": name, "sampler": "block diffusion, exact cache", "tokens_per_call": k,
+                            "strategy": "confidence", "steps": math.ceil(L / k), "temperature": temperature})
+        out.append({"model": "ar", "sampler": "autoregressive, key/value cache", "tokens_per_call": 1,
+                    "steps": L, "temperature": temperature})
+    return out
+
+
+def batch1_speed(net, tokenizer, rows: int, seed: int, **options) -> float:
+    """Tokens per second generating `rows` sequences one at a time (wall time of generate alone; a
+    compiled sampler is compiled by one untimed sequence first)."""
+    generator, seconds = torch.Generator().manual_seed(seed), 0.0
+    if options.get("compile"):
+        generate(net, mask_id=tokenizer.mask_id, length=net.cfg.seq_len, **options)
+    for _ in range(rows):
+        start = time.perf_counter()
+        generate(net, mask_id=tokenizer.mask_id, length=net.cfg.seq_len, generator=generator, **options)
+        seconds += time.perf_counter() - start
+    return rows * net.cfg.seq_len / seconds
+
+
+def measure(point: dict, models: dict, judge, judge_tokenizer, windows, args) -> dict:
+    """One point of the frontier: the quality of args.samples sequences at batch 16, and speed at batch 1."""
+    net, tokenizer = models[point["model"]]
+    options = {key: point[key] for key in ("steps", "strategy", "threshold", "temperature", "block_size", "block_cache")
+               if point.get(key) is not None}
+    if "block_cache" in options and not HAS_BLOCK_CACHE:
+        return {**point, "skipped": "this dllm_lite's sample.generate has no block_cache= (Fast-dLLM caches)"}
+    if args.compile and point["model"] != "mdlm":  # the static-cache compiled decoder of AR and block diffusion
+        options["compile"] = point["compile"] = True
+    result = sample_quality(net, tokenizer, judge, judge_tokenizer, samples=args.samples, batch_size=16,
+                            training=windows, generator=torch.Generator().manual_seed(args.seed), **options)
+    texts = result.pop("texts")
+    result["tokens_per_s_batch16"] = result.pop("tokens_per_s")
+    result["tokens_per_s_batch1"] = batch1_speed(net, tokenizer, args.timing_rows, args.seed, **options)
+    return {**point, **result, "example": texts[0]}
+
+
+# ---- task decoding: exact match against calls per answer ------------------------------------------------
+
+class CallCounter(nn.Module):
+    """A denoiser that counts the rows it is called on: calls per answer = rows seen / answers."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.cfg, self.rows = net, net.cfg, 0
+
+    def forward(self, idx, **kwargs):
+        self.rows += idx.shape[0]
+        return self.net(idx, **kwargs)
+
+    def new_cache(self, *args, **kwargs):
+        return self.net.new_cache(*args, **kwargs)
+
+
+def task_point(net, tokenizer, prompts, responses, **options) -> dict:
+    """Exact match and network calls per answer of greedy answers decoded with `options`."""
+    counter = CallCounter(net)
+    accuracy, _ = exact_match(counter, tokenizer, prompts, responses, **options)
+    return {**options, "exact_match": accuracy, "calls_per_answer": counter.rows / len(prompts)}
+
+
+def tasks(args) -> dict:
+    """Exact match against calls per answer on the held-out Sudoku 6x6 and addition sets."""
+    out = {}
+    for task, (size, seq_len, minutes) in TASKS.items():
+        task_args = SimpleNamespace(runs=args.task_runs, minutes=args.task_minutes or minutes, retrain=args.retrain)
+        data = args.task_runs / "data" / task
+        write_task(task, data, *((200, 20) if args.quick else (20000, 500)), **size)
+        runs = diffusion_wins.sft_pair(task_args, task, data, seq_len, QUICK if args.quick else [])
+        prompts, responses, _ = read_pairs(data / "test.jsonl")
+        prompts, responses = prompts[: args.task_prompts], responses[: args.task_prompts]
+        diffusion = load_checkpoint(Path(runs["diffusion"]["folder"]) / "latest.pt")[:2]
+        ar = load_checkpoint(Path(runs["autoregressive"]["folder"]) / "latest.pt")[:2]
+        answer_len = seq_len - min(len(p) for p in prompts)  # the most masked positions an answer has
+        rows = [{"sampler": "autoregressive", **task_point(*ar, prompts, responses)}]
+        for k in (1, 2, 3, 4, 8):
+            rows.append({"sampler": "confidence", "tokens_per_call": k,
+                         **task_point(*diffusion, prompts, responses, steps=math.ceil(answer_len / k))})
+        for tau in THRESHOLDS:
+            rows.append({"sampler": "threshold", **task_point(*diffusion, prompts, responses, strategy="threshold",
+                                                               threshold=tau)})
+        out[task] = {"runs": runs, "test_prompts": len(prompts), "answer_positions": answer_len, "points": rows}
+        print(task, [(r["sampler"], round(r["calls_per_answer"], 1), r["exact_match"]) for r in rows])
+    return out
+
+
+# ---- the plot -----------------------------------------------------------------------------------------------
+
+def plot(result: dict, path: Path) -> None:
+    """Calls per token and tokens/s (batch 1) against gen-NLL, coloured by entropy; AR's points starred."""
+    import matplotlib.pyplot as plt
+
+    measured = [p for p in result["points"] if "gen_nll" in p]
+    entropy = [p["entropy"] for p in measured]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, label in [(axes[0], "calls_per_token", "network calls per token"),
+                           (axes[1], "tokens_per_s_batch1", "tokens / s at batch 1")]:
+        for is_ar, marker, size in [(False, "o", 30), (True, "*", 160)]:
+            group = [p for p in measured if (p["model"] == "ar") == is_ar]
+            shown = ax.scatter([p[key] for p in group], [p["gen_nll"] for p in group], s=size, marker=marker,
+                               c=[p["entropy"] for p in group], cmap="viridis", vmin=min(entropy), vmax=max(entropy),
+                               edgecolors="black" if is_ar else "none", label="AR, key/value cache" if is_ar else
+                               "diffusion samplers")
+        ax.axhline(result["judge"]["validation"]["loss"], color="grey", ls="--", lw=1,
+                   label="validation text under the judge")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("gen-NLL under the judge (nats / character)")
+    axes[0].legend(fontsize=8)
+    fig.colorbar(shown, ax=axes, label="unigram entropy (nats)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=None, help="train.max_minutes of each judged model (9.5)")
+    parser.add_argument("--judge-minutes", type=float, default=None, help="the judge's (default: 2 x --minutes)")
+    parser.add_argument("--samples", type=int, default=None, help="sequences per point (64; --quick 16)")
+    parser.add_argument("--timing-rows", type=int, default=None, help="sequences timed at batch 1 per point (4)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "frontier", help="the char models' run folders")
+    parser.add_argument("--task-runs", type=Path, default=None, help="the task models' run folders (default: "
+                        "diffusion_wins' own, runs/diffusion_wins, so its checkpoints are reused)")
+    parser.add_argument("--task-minutes", type=float, default=None, help="for task models not yet trained "
+                        "(default: diffusion_wins' 8 for Sudoku, 10 for addition)")
+    parser.add_argument("--task-prompts", type=int, default=500, help="held-out prompts scored per task")
+    parser.add_argument("--out", type=Path, default=OUT, help="where frontier.json and frontier.png go")
+    parser.add_argument("--retrain", action="store_true", help="train again even where latest.pt exists")
+    parser.add_argument("--no-tasks", action="store_true", help="skip the Sudoku and addition part")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="decode AR and block diffusion with the compiled "
+                        "static-cache step (sample.generate(compile=True)); compilation is never timed")
+    parser.add_argument("--quick", action="store_true", help="tiny models trained for a second: checks it all runs")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.minutes = args.minutes or (0.01 if quick else 9.5)
+    args.judge_minutes = args.judge_minutes or 2 * args.minutes
+    args.samples = args.samples or (16 if quick else 64)
+    if args.samples % 16:
+        parser.error(f"--samples must be a multiple of 16, the batch that tokens/s at batch 16 is timed at; "
+                     f"got {args.samples}")
+    args.timing_rows = args.timing_rows or (1 if quick else 4)
+    args.task_minutes = args.task_minutes or (0.01 if quick else None)
+    args.task_runs = args.task_runs or (args.runs / "tasks" if quick else ROOT / "runs" / "diffusion_wins")
+
+    print(f"plan: up to {4 * args.minutes + args.judge_minutes:g} minutes of training for the four models and the "
+          f"judge, then {len(points(128))} points of {args.samples} samples each" + ("" if args.no_tasks else
+          ", then the tasks (their models trained only where --task-runs lacks them)"))
+    runs = train_models(args)
+    models = {name: load_checkpoint(args.runs / name / "latest.pt")[:2] for name in MODELS}  # (net, tokenizer)
+    judge_cfg = load_checkpoint(args.runs / "judge" / "latest.pt")[2]
+    judge, judge_tokenizer = load_judge(args.runs / "judge" / "latest.pt", model=models["ar"][0])  # not the twin
+    validation = validation_loss(judge, judge_tokenizer, judge_cfg)
+    twin = validation_loss(*models["ar"], judge_cfg)  # the same split, the same way
+    if validation["loss"] >= twin["loss"]:
+        print(f"warning: the judge's validation loss {validation['loss']:.4f} is not below the AR twin's "
+              f"{twin['loss']:.4f}: train it longer (--judge-minutes)")
+    tokenizer = models["mdlm"][1]
+    windows = training_windows(tokenizer.decode(load_tokens(judge_cfg.data, tokenizer, "train")))
+    result = {"minutes": args.minutes, "samples": args.samples, "seq_len": models["mdlm"][0].cfg.seq_len,
+              "quick": quick, "gen_nll_unit": "nats per character", "runs": runs,
+              "judge": {"folder": runs["judge"]["folder"], "minutes": args.judge_minutes, "validation": validation,
+                        "ar_twin_validation": twin},
+              "points": []}
+    for point in points(result["seq_len"]):
+        result["points"].append(measure(point, models, judge, judge_tokenizer, windows, args))
+        done = result["points"][-1]
+        print(f"{done['model']:5} {done['sampler']:38} T={done['temperature']} " +
+              (f"skipped: {done['skipped']}" if "skipped" in done else
+               f"calls/token={done['calls_per_token']:.3f} gen_nll={done['gen_nll']:.3f}"
+               f"±{done['gen_nll_stderr']:.3f} entropy={done['entropy']:.3f}"))
+    if not args.no_tasks:
+        result["tasks"] = tasks(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "frontier.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    plot(result, args.out / "frontier.png")
+    print(f"wrote {args.out / 'frontier.json'} and {args.out / 'frontier.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

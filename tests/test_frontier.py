@@ -1,0 +1,79 @@
+"""benchmarks/frontier.py, the speed-quality frontier driver, runs end to end in its --quick mode
+(tiny models trained for a moment, a few samples per point) and writes the JSON and the plot."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    spec = importlib.util.spec_from_file_location("frontier", ROOT / "benchmarks" / "frontier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def result(frontier, tmp_path_factory):
+    out = tmp_path_factory.mktemp("frontier")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert frontier.main(["--quick", "--runs", str(out / "runs"), "--out", str(out), "--task-prompts", "6"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out, json.loads((out / "frontier.json").read_text())
+
+
+def test_every_point_of_the_frontier_is_measured_with_its_fields(frontier, result):
+    out, data = result
+    assert (out / "frontier.png").stat().st_size > 10_000
+    assert data["gen_nll_unit"] == "nats per character" and data["seq_len"] == 32
+    assert set(data["runs"]) == {"ar", "mdlm", "bd4", "bd16", "judge"}
+    judge = data["judge"]
+    assert {"loss", "stderr"} <= set(judge["validation"]) and "loss" in judge["ar_twin_validation"]
+    assert judge["validation"]["loss"] != judge["ar_twin_validation"]["loss"]  # a model of its own, not the twin
+    assert judge["minutes"] == 2 * data["minutes"]
+    fields = {"calls_per_token", "tokens_per_s_batch1", "tokens_per_s_batch16", "gen_nll", "gen_nll_stderr",
+              "entropy", "distinct2", "memorisation", "example"}
+    points = data["points"]
+    for point in points:
+        assert fields <= set(point) or ("skipped" in point and point.get("block_cache")), point
+    measured = [p for p in points if "gen_nll" in p]
+    assert all(p["samples"] == 16 for p in measured)
+    assert {p["temperature"] for p in points} == {1.0, 0.8}
+    ar = [p for p in measured if p["model"] == "ar"]
+    assert len(ar) == 2 and all(p["calls_per_token"] == 1.0 for p in ar)
+    confidence = {p["tokens_per_call"]: p["calls_per_token"] for p in measured
+                  if p["sampler"] == "confidence" and p["temperature"] == 1.0}
+    assert confidence == {k: 1 / k for k in (1, 2, 4, 8, 16)}  # L = 32 positions in 32 / k calls
+    assert sorted(p["threshold"] for p in measured if p["sampler"] == "threshold") == [0.5, 0.5, 0.7, 0.7, 0.9, 0.9,
+                                                                                     0.95, 0.95]
+    assert {p["model"] for p in measured} == {"ar", "mdlm", "bd4", "bd16"}
+    caches = [p for p in points if p.get("block_cache")]
+    assert len(caches) == 8  # prefix and dual, at 1 and 4 tokens per call, at two temperatures
+    assert all("gen_nll" in p for p in caches) == frontier.HAS_BLOCK_CACHE
+
+
+def test_task_decoding_gives_exact_match_against_calls_per_answer(result):
+    _, data = result
+    for task in ("sudoku", "addition"):
+        rows = data["tasks"][task]["points"]
+        assert data["tasks"][task]["test_prompts"] == 6
+        assert [r["sampler"] for r in rows] == ["autoregressive"] + ["confidence"] * 5 + ["threshold"] * 4
+        assert all(0 <= r["exact_match"] <= 1 and r["calls_per_answer"] >= 1 for r in rows)
+        answer = data["tasks"][task]["answer_positions"]
+        one_per_call = rows[1]["calls_per_answer"]
+        assert one_per_call <= answer and rows[-1]["calls_per_answer"] <= one_per_call  # tau 0.95 needs no more
+
+
+def test_samples_that_do_not_fill_batches_of_16_are_refused(frontier, capsys):
+    with pytest.raises(SystemExit):
+        frontier.main(["--quick", "--samples", "10"])
+    assert "multiple of 16" in capsys.readouterr().err
