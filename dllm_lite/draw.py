@@ -12,16 +12,33 @@ distribution) and so costs 8 bytes per vocabulary entry per row: 412 MB for 1,02
 50K vocabulary. `sample_tokens` therefore takes the rows a chunk at a time, each chunk's float64
 arrays within `FLOAT64_BUDGET` bytes. The samplers of sample.py and decode.py use it.
 
+The logits themselves grow as fast: at the first step of a diffusion sample every position is
+masked, and the head's float32 logits for 16 rows of 1,024 positions and a 50K vocabulary take
+3.3 GB. `sample_rows` never holds them all: given the hidden states (N, C) and the output head,
+it runs head -> draw a chunk of rows at a time, each chunk's logits within `LOGITS_BUDGET` bytes,
+and keeps only each row's token and confidence.
+
 References: Gumbel 1954, Maddison et al. 2014 (the Gumbel-max trick); Holtzman et al. 2020 (top-p);
 Zheng et al. 2024, "Masked diffusion models are secretly time-agnostic masked models and exploit
 inaccurate categorical sampling".
 """
 
+from typing import Callable, NamedTuple
+
 import torch
 
-__all__ = ["FLOAT64_BUDGET", "sample_tokens", "uniform", "check_sampling"]
+__all__ = ["FLOAT64_BUDGET", "LOGITS_BUDGET", "Head", "head_of", "sample_tokens", "sample_rows", "uniform", "check_sampling"]
 
 FLOAT64_BUDGET = 256 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
+LOGITS_BUDGET = 256 * 2**20  # bytes: the most that one chunk of logits (rows, width) of sample_rows may hold
+
+
+class Head(NamedTuple):
+    """A net's output head: `project(h (n, C))` -> logits (n, V); `width`: the columns of its matrix product,
+    the padded vocabulary (>= V) that the product materialises before any slicing."""
+
+    project: Callable[[torch.Tensor], torch.Tensor]
+    width: int
 
 
 def uniform(shape, generator, device) -> torch.Tensor:
@@ -95,4 +112,48 @@ def _draw(logits, temperature, top_k, top_p, generator):
         tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
     # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
     confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (n,)
+    return tokens, confidence
+
+
+def head_of(net) -> "Head | None":
+    """The output head of a net that splits into `features(ids) -> (B, T, C)` and `head(h) -> logits` (the
+    library's Transformer), as a Head whose width is the rows of its tied embedding (the padded vocabulary);
+    None for a plain denoiser, whose logits come whole."""
+    if not (callable(getattr(net, "features", None)) and callable(getattr(net, "head", None))):
+        return None
+    embed = getattr(net, "embed", None)
+    return Head(net.head, embed.num_embeddings if isinstance(embed, torch.nn.Embedding) else net.cfg.vocab_size)
+
+
+def _rows_per_chunk(width: int) -> int:
+    """Rows of logits per chunk of sample_rows: within LOGITS_BUDGET at 4 bytes an entry (float32; bfloat16
+    halves it), at least one, and a whole number of sample_tokens' float64 chunks when one fits: then the
+    draw makes the very calls (and on any generator draws the very numbers) of sample_tokens on all rows."""
+    rows = max(1, LOGITS_BUDGET // (4 * width))
+    float64_rows = max(1, FLOAT64_BUDGET // (8 * width))
+    return rows // float64_rows * float64_rows if rows >= float64_rows else rows
+
+
+def sample_rows(rows, head=None, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """`sample_tokens(head.project(rows))`, without holding all the logits: `(tokens, confidence)`, each (N,).
+
+    rows: hidden states (N, C) and head a `Head`, or, with head=None, logits (N, V) already computed
+    (a plain denoiser), passed to sample_tokens as they are. The rows go a chunk at a time: the head's
+    logits for the chunk, at most LOGITS_BUDGET bytes (`width` columns of 4 bytes per row; at least one
+    row), are drawn from and dropped before the next chunk. Peak: the N * C hidden states, one chunk of
+    logits, and sample_tokens' float64 arrays (each within FLOAT64_BUDGET). Same rows in the same order
+    as one call on all the logits: the same random numbers on a CPU generator, and on any generator when
+    the float64 chunk fits in the logits one (the defaults).
+    """
+    if head is None:
+        return sample_tokens(rows, temperature, top_k, top_p, generator)
+    check_sampling(temperature, top_k, top_p)
+    n = rows.shape[0]
+    tokens = torch.empty(n, dtype=torch.long, device=rows.device)  # (N,)
+    confidence = torch.empty(n, dtype=torch.float64, device=rows.device)  # (N,)
+    step = _rows_per_chunk(head.width)
+    for a in range(0, n, step):
+        logits = head.project(rows[a : a + step])  # (n, V): the only logits alive
+        tokens[a : a + step], confidence[a : a + step] = sample_tokens(logits, temperature, top_k, top_p, generator)
+        del logits
     return tokens, confidence
