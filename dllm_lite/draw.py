@@ -10,7 +10,8 @@ probability $\pi_v$ exactly.
 The draw runs in float64 (Zheng et al. 2024: low-precision Gumbel noise truncates the
 distribution) and so costs 8 bytes per vocabulary entry per row: 412 MB for 1,024 masked rows of a
 50K vocabulary. `sample_tokens` therefore takes the rows a chunk at a time, each chunk's float64
-arrays within `FLOAT64_BUDGET` bytes. The samplers of sample.py and decode.py use it.
+arrays within `FLOAT64_BUDGET` bytes, and works in place where it can: about three such arrays
+live at once (64 MiB each by default). The samplers of sample.py and decode.py use it.
 
 The logits themselves grow as fast: at the first step of a diffusion sample every position is
 masked, and the head's float32 logits for 16 rows of 1,024 positions and a 50K vocabulary take
@@ -29,8 +30,8 @@ import torch
 
 __all__ = ["FLOAT64_BUDGET", "LOGITS_BUDGET", "Head", "head_of", "sample_tokens", "sample_rows", "uniform", "check_sampling"]
 
-FLOAT64_BUDGET = 256 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
-LOGITS_BUDGET = 256 * 2**20  # bytes: the most that one chunk of logits (rows, width) of sample_rows may hold
+FLOAT64_BUDGET = 64 * 2**20  # bytes: the most that one float64 (rows, V) array of sample_tokens may hold
+LOGITS_BUDGET = 64 * 2**20  # bytes: the most that one chunk of logits (rows, width) of sample_rows may hold
 
 
 class Head(NamedTuple):
@@ -78,7 +79,7 @@ def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
     is bounded: the rows go FLOAT64_BUDGET bytes' worth at a time (V * 8 bytes per row; at
     least one row), each array of a chunk within the budget. On a CPU generator the chunks draw
     exactly the numbers of one big draw; on a CUDA generator (Philox) the numbers differ once a
-    draw is split, which happens only past the budget (about 5,000 rows of a 50K vocabulary).
+    draw is split, which happens only past the budget (166 rows of a 50K vocabulary by default).
     """
     check_sampling(temperature, top_k, top_p)
     *lead, V = logits.shape
@@ -93,26 +94,32 @@ def sample_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
 
 
 def _draw(logits, temperature, top_k, top_p, generator):
-    """sample_tokens on one chunk of rows, logits (n, V): (tokens, confidence), each (n,)."""
-    logits = logits.double()  # (n, V)
-    scaled = logits / temperature if temperature > 0 else logits
-    if top_k is not None and top_k < logits.shape[-1]:
+    """sample_tokens on one chunk of rows, logits (n, V): (tokens, confidence), each (n,). In place where it
+    can be: besides the input, two float64 (n, V) arrays at a time (four briefly, for top_p's sort)."""
+    scaled = logits.double()  # (n, V)
+    log_norm = scaled.logsumexp(dim=-1, keepdim=True)  # (n, 1) $\log \sum_v e^{\ell_v}$, for the confidence
+    if temperature > 0:
+        scaled.div_(temperature)
+    if top_k is not None and top_k < scaled.shape[-1]:
         kth = scaled.topk(top_k, dim=-1).values[..., -1:]  # (n, 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        scaled.masked_fill_(scaled < kth, float("-inf"))
     if top_p is not None and top_p < 1:
         sorted_probs, order = scaled.softmax(dim=-1).sort(dim=-1, descending=True)  # (n, V)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
-        scaled = scaled.masked_fill(drop, float("-inf"))
+        mass_before = sorted_probs.cumsum(dim=-1).sub_(sorted_probs)
+        del sorted_probs
+        scaled.masked_fill_(torch.zeros_like(order, dtype=torch.bool).scatter_(-1, order, mass_before >= top_p),
+                            float("-inf"))
+        del order, mass_before
     log_probs = scaled.log_softmax(dim=-1)  # (n, V)
+    del scaled
     if temperature == 0:
         tokens = log_probs.argmax(dim=-1)
     else:
-        u = uniform(log_probs.shape, generator, log_probs.device).clamp_min(torch.finfo(torch.float64).tiny)
-        tokens = (log_probs - torch.log(-torch.log(u))).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
-    # $c = \mathrm{softmax}(\ell)_x$: the unfiltered model at temperature 1
-    confidence = logits.log_softmax(dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()  # (n,)
-    return tokens, confidence
+        gumbel = uniform(log_probs.shape, generator, log_probs.device).clamp_min_(torch.finfo(torch.float64).tiny)
+        gumbel.log_().neg_().log_()  # $-g = \log(-\log u)$
+        tokens = log_probs.sub_(gumbel).argmax(dim=-1)  # $\arg\max(\log\pi + g)$
+    # $c = \mathrm{softmax}(\ell)_x = e^{\ell_x - \log \sum_v e^{\ell_v}}$: the unfiltered model at temperature 1
+    return tokens, (logits.gather(-1, tokens.unsqueeze(-1)).double() - log_norm).squeeze(-1).exp()
 
 
 def head_of(net) -> "Head | None":

@@ -31,10 +31,11 @@ diffusion model) the sampler takes the hidden states at the positions a step may
 forward pass, the sampler's peak is then the hidden states, at most $2 B T C e$ bytes ($e$ = 4
 in float32, 2 in bf16: the full (B, T, C) and the N <= B T rows taken from it; cached
 ancestral keeps those rows, not their logits) plus one chunk: `draw.LOGITS_BUDGET` bytes of
-logits and the float64 draw's few arrays of at most `draw.FLOAT64_BUDGET` bytes each (256 MiB
-each by default). At B = 16, T = 1,024, C = 768 the hidden states are 50 MB, where the logits
-were 3.3 GB. A plain denoiser (`net(ids) -> logits`) still hands over all its logits, drawn
-in chunks, and the compiled block step (decode.py) a block's, B K V.
+logits and about three float64 arrays of at most `draw.FLOAT64_BUDGET` bytes (64 MiB each by
+default): $2 B T C e + 4 \times 64$ MiB. At B = 16, T = 1,024, C = 768 that is about 0.37 GB
+(0.1 GB of hidden states), where the logits alone were 3.3 GB. A plain denoiser
+(`net(ids) -> logits`) still hands over all its logits, drawn in chunks, and the compiled
+block step (decode.py) a block's, B K V.
 
 A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
 with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence

@@ -6,6 +6,8 @@ count every logits-shaped tensor that any torch operation returns, and compare t
 the same network seen as a plain denoiser, `net(ids) -> logits (B, T, V)` computed and indexed at once.
 """
 
+import weakref
+
 import pytest
 import torch
 import torch.nn as nn
@@ -117,6 +119,42 @@ def test_block_diffusion_draws_its_blocks_within_the_budget(case, monkeypatch):
         chunked = sample.generate(net, generator=torch.Generator().manual_seed(3), **kwargs)
     assert 0 < max(meter.logits) <= 4 * 320 * 4 < B * 8 * 320 * 4
     assert torch.equal(chunked, whole) and (chunked != MASK).all()
+
+
+class LiveArrays(TorchDispatchMode):
+    """The most bytes of 8-byte (n, V) arrays (float64, int64 sort orders) alive at once: each op's output is
+    counted from its creation until the last tensor on its storage is gone."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.peak = {}, 0  # storage address -> [tensors alive on it, bytes]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.element_size() == 8 and t.dim() == 2 and t.shape[-1] == V:
+                address = t.untyped_storage().data_ptr()
+                self.live.setdefault(address, [0, t.untyped_storage().nbytes()])[0] += 1
+                weakref.finalize(t, self._release, address)
+                self.peak = max(self.peak, sum(size for _, size in self.live.values()))
+        return out
+
+    def _release(self, address):
+        self.live[address][0] -= 1
+        if self.live[address][0] == 0:
+            del self.live[address]
+
+
+@pytest.mark.parametrize("sampling,arrays", [(dict(), 2), (dict(top_k=5, temperature=0.7), 2),
+                                             (dict(top_p=0.9, temperature=0.8), 4), (dict(temperature=0), 2)])
+def test_the_draw_holds_two_float64_arrays_at_a_time(sampling, arrays, monkeypatch):
+    """In place where it can: two float64 chunks alive at once (four with top_p's sort), where the draw
+    held six (nine with top_p) before."""
+    monkeypatch.setattr(draw, "FLOAT64_BUDGET", 4 * V * 8)
+    logits = torch.randn(40, V, generator=torch.Generator().manual_seed(0))
+    with LiveArrays() as meter:
+        draw.sample_tokens(logits, generator=torch.Generator().manual_seed(0), **sampling)
+    assert 0 < meter.peak <= arrays * 4 * V * 8
 
 
 def test_chunks_are_whole_float64_chunks_when_one_fits(monkeypatch):
