@@ -140,9 +140,12 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     Positions before `start` are the prompt; its whole blocks go through the network once, to
     fill the cache, and a prompt that ends inside a block conditions the rest of that block.
     `fill(denoise, view, steps)` runs a strategy of sample.py on one block: view is x's
-    columns of the block (B, k), denoise(view) returns its logits (B, k, V), or (N, V) at the
-    True positions of denoise(view, only_at=...), and it returns (network calls, steps taken). `steps` are shared evenly among the blocks, the first ones taking the
-    remainder. With eot_id, generation stops after the block in which every row has written
+    columns of the block (B, k), denoise(view, only_at) returns `(rows, hidden)` at the True
+    positions of only_at (B, k): the final hidden states (N, C), for the caller to run `net.head`
+    on (hidden=True), or the logits (N, V) (hidden=False: the compiled step, or a net without
+    `features` and `head`, such as a wrapper offering only forward); fill returns (network calls,
+    steps taken). `steps` are shared evenly among the blocks, the first ones
+    taking the remainder. With eot_id, generation stops after the block in which every row has written
     an end-of-text token. Returns (network calls, steps taken, end): x[:, :end] is done; the calls
     count the denoising steps and the passes that add a finished block (or the prompt) to the cache.
     use_cache=False recomputes the clean prefix at every step instead (same numbers, for tests
@@ -157,6 +160,8 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     decoder = Decoder(net, B, width=block_size, compile=True) if compile else None
     cache = decoder.cache if compile else net.new_cache(B) if use_cache else None
     calls, taken = 0, 0
+    # hidden states for the caller's head where the net splits into features and head (eager), else logits
+    hidden = not compile and callable(getattr(net, "features", None)) and callable(getattr(net, "head", None))
     if first > 0 and compile:  # the prompt's whole blocks, one at a time: each sees the cache and itself
         for a in range(0, first, block_size):
             decoder(x[:, a : a + block_size], only_at=torch.zeros_like(x[:, a : a + block_size], dtype=torch.bool))
@@ -171,12 +176,14 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     for j, a in enumerate(cuts):
         view = x[:, a : a + block_size]  # (B, k) a view: filling it fills x
 
-        def denoise(ids, only_at=None):  # the block against the cache, which stays as it is
-            if cache is None:  # the clean prefix again, block-causally, then this block
-                return _uncached(net, x[:, :a], ids, block_size, only_at)
+        def denoise(ids, only_at):  # the block against the cache, which stays as it is
             if decoder is not None:
-                return decoder(ids, extend=False, only_at=only_at)
-            return net(ids, cache=cache, extend_cache=False, only_at=only_at)  # (B, k, V) or (N, V)
+                return decoder(ids, extend=False, only_at=only_at), False  # (N, V)
+            if cache is None:  # the clean prefix again, block-causally, then this block
+                return _uncached(net, x[:, :a], ids, block_size, only_at, hidden), hidden
+            if hidden:
+                return net.features(ids, cache=cache, extend_cache=False)[only_at], True  # (N, C)
+            return net(ids, cache=cache, extend_cache=False, only_at=only_at), False  # (N, V)
 
         block_calls, block_steps = fill(denoise, view, base + (j < extra))
         calls, taken = calls + block_calls, taken + block_steps
@@ -192,14 +199,14 @@ def fill_blocks(net, x, start: int, block_size: int, steps: int, fill, eot_id=No
     return calls, taken, T
 
 
-def _uncached(net, prefix, ids, block_size, only_at=None):
-    """Logits (B, k, V) of the noisy block `ids` after the clean `prefix` (B, a), a a multiple of block_size,
-    in one forward without a cache: the prefix attends block-causally, the block to the prefix and itself.
-    With only_at (B, k), the logits (N, V) at its True positions."""
+def _uncached(net, prefix, ids, block_size, only_at, hidden):
+    """The hidden states (N, C) (hidden=True), or the logits (N, V), of the noisy block `ids` (B, k) at the True
+    positions of only_at (B, k), after the clean `prefix` (B, a), a a multiple of block_size, in one forward
+    without a cache: the prefix attends block-causally, the block to the prefix and itself."""
     a, k = prefix.shape[1], ids.shape[1]
     block = torch.arange(a + k, device=ids.device) // block_size  # (a + k,)
     mask = block[:, None] >= block[None, :]  # (a + k, a + k): the clean stream's pattern, the block seeing itself
-    if only_at is not None:
-        where = torch.cat([torch.zeros_like(prefix, dtype=torch.bool), only_at], dim=1)  # (B, a + k)
-        return net(torch.cat([prefix, ids], dim=1), only_at=where, attn_mask=mask)
-    return net(torch.cat([prefix, ids], dim=1), attn_mask=mask)[:, a:]
+    where = torch.cat([torch.zeros_like(prefix, dtype=torch.bool), only_at], dim=1)  # (B, a + k)
+    if hidden:
+        return net.features(torch.cat([prefix, ids], dim=1), attn_mask=mask)[where]  # (N, C)
+    return net(torch.cat([prefix, ids], dim=1), only_at=where, attn_mask=mask)  # (N, V)

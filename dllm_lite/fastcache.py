@@ -37,7 +37,8 @@ BLOCK_CACHES = ("prefix", "dual")
 
 class BlockCache:
     """A bidirectional net behind an approximate cache: `cached(x, only_at)` returns the logits (N, V) of
-    x (B, T) at the True positions of only_at, all inside the current block (`start_block`).
+    x (B, T) at the True positions of only_at, all inside the current block (`start_block`), and
+    `cached.features(x, only_at)` the hidden states (N, C) there (the net has `features` and `head`).
 
     mode: "prefix" or "dual"; refresh: recompute the stored keys and values every this many calls
     within a block (None: once, at the block's first call); the network calls are counted by the
@@ -58,15 +59,21 @@ class BlockCache:
         self.start, self.end, self.calls = start, end, 0
 
     def __call__(self, x: torch.Tensor, only_at: torch.Tensor) -> torch.Tensor:
+        """The logits (N, V) at the True positions of only_at: the net's head on `features`."""
+        return self.net.head(self.features(x, only_at))
+
+    def features(self, x: torch.Tensor, only_at: torch.Tensor) -> torch.Tensor:
+        """The final hidden states (N, C) at the True positions of only_at (B, T), before the head (the sampler
+        runs the head on them a chunk of rows at a time, draw.sample_rows)."""
         refresh = self.calls == 0 or (self.refresh is not None and self.calls % self.refresh == 0)
         self.calls += 1
         cache = self.cache
-        if refresh:  # every position, exactly: its logits, and the keys and values to store
+        if refresh:  # every position, exactly: its hidden states, and the keys and values to store
             cache.length = cache.seen_to = 0
-            logits = self.net(x, cache=cache, only_at=only_at)  # (N, V)
+            h = self.net.features(x, cache=cache)[only_at]  # (N, C)
             cache.length = self.start  # the prefix is kept; what follows is overwritten by the next calls
             cache.seen_to = x.shape[1] if self.mode == "dual" else 0  # dual: the suffix stays visible
-            return logits
+            return h
         stop = self.end if self.mode == "dual" else x.shape[1]  # prefix: the block and the suffix are recomputed
-        return self.net(x[:, self.start : stop], cache=cache, extend_cache=False,
-                        only_at=only_at[:, self.start : stop])  # (N, V): only_at is True inside the block only
+        h = self.net.features(x[:, self.start : stop], cache=cache, extend_cache=False)  # (B, stop - start, C)
+        return h[only_at[:, self.start : stop]]  # (N, C): only_at is True inside the block only

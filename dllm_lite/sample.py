@@ -24,10 +24,18 @@ never how sure the model is of it.
 
 `block_size` makes any of them semi-autoregressive: blocks are decoded left to right.
 Token values are drawn in float64 with the Gumbel-max trick; float32 noise truncates the
-tail and lowers diversity. The network's output head runs only at the positions a step
-may fill (`only_at=`, where the net offers it), and the float64 draw goes a bounded
-number of rows at a time (draw.py), so that memory does not grow as B * T * V. Cached
-decoding (an autoregressive model, a block diffusion model) and its compiled form: decode.py.
+tail and lowers diversity. Memory does not grow as B * T * V: from a net split into
+`features` and `head` (the library's Transformer; also behind a block cache, and a block
+diffusion model) the sampler takes the hidden states at the positions a step may fill, and
+`draw.sample_rows` runs the head and the draw on them a chunk of rows at a time. Beyond the
+forward pass, the sampler's peak is then the hidden states, at most $2 B T C e$ bytes ($e$ = 4
+in float32, 2 in bf16: the full (B, T, C) and the N <= B T rows taken from it; cached
+ancestral keeps those rows, not their logits) plus one chunk: `draw.LOGITS_BUDGET` bytes of
+logits and about three float64 arrays of at most `draw.FLOAT64_BUDGET` bytes (64 MiB each by
+default): $2 B T C e + 4 \times 64$ MiB. At B = 16, T = 1,024, C = 768 that is about 0.37 GB
+(0.1 GB of hidden states), where the logits alone were 3.3 GB. A plain denoiser
+(`net(ids) -> logits`) still hands over all its logits, drawn in chunks, and the compiled
+block step (decode.py) a block's, B K V.
 
 A causal (`cfg.causal=True`) net, the autoregressive baseline, is sampled left to right
 with its key/value cache, for comparison. It reads the mask id as its beginning-of-sequence
@@ -52,9 +60,9 @@ from tqdm.auto import tqdm
 from .block import fill_blocks
 from .corrupt import get_schedule
 from .decode import autoregressive
-from .draw import check_sampling, sample_tokens
-from .fastcache import BlockCache
+from .draw import check_sampling, head_of, sample_rows, sample_tokens
 from .draw import uniform as _uniform
+from .fastcache import BlockCache
 
 __all__ = [
     "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
@@ -223,25 +231,31 @@ def _takes_only_at(net) -> bool:
         return False
 
 
-def _logits_at(net, x, where, headed) -> torch.Tensor:
-    """The logits (N, V) at the True positions of where (B, T), in row-major order; with headed=True the
-    output head runs only there (`only_at`), otherwise the full (B, T, V) is computed and indexed."""
-    return net(x, only_at=where) if headed else net(x)[where]
+def _reader(net, headed, block_cache=None):
+    """read(x, where) -> (rows, head): what the draw needs at the True positions of where (B, T), row-major.
 
-
-def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
-               record, headed=False, block_cache=None):
-    """Fill every mask of x (B, T) in place; return (network calls, steps taken). headed: net takes only_at;
-    block_cache: a fastcache.BlockCache of net, called instead of it."""
-    calls, taken, logits, computed_at = 0, 0, None, None
+    A net with features and head (and a fastcache.BlockCache of one): its hidden states (N, C) and its
+    head, which sample_rows runs a chunk of rows at a time; a plain denoiser: its logits (N, V) and None,
+    with the head only there (headed: the net takes only_at) or all of (B, T, V) computed and indexed."""
+    head = head_of(net)
     if block_cache is not None:
-        net, headed = block_cache, True
+        return lambda x, where: (block_cache.features(x, where), head)
+    if head is not None:
+        return lambda x, where: (net.features(x)[where], head)  # (N, C): no logits yet
+    return lambda x, where: (net(x, only_at=where) if headed else net(x)[where], None)  # (N, V)
+
+
+def _diffusion(read, x, mask_id, steps, strategy, schedule, sampling, block_size, threshold, cache, generator,
+               record, block_cache=None):
+    """Fill every mask of x (B, T) in place; return (network calls, steps taken). read: `_reader`'s function,
+    one network call; block_cache: the fastcache.BlockCache behind read, told where each block starts."""
+    calls, taken, rows, computed_at = 0, 0, None, None
     for cols, block_steps in _blocks(x[0] == mask_id, block_size, steps):
         if block_cache is not None:
             block_cache.start_block(int(cols[0]), int(cols[-1]) + 1)
         in_block = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         in_block[cols.to(x.device)] = True
-        stale = True  # x changed since the last call (a new block: the logits are for the block before)
+        stale = True  # x changed since the last call (a new block: the rows are for the block before)
         if strategy in ORDERED:
             counts = reveal_counts(int((x[0] == mask_id)[in_block].sum()), block_steps, schedule)
         for i in range(block_steps):
@@ -252,21 +266,21 @@ def _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
                 # draw the coins first: no reveal, no network needed (MDLM's cached sampler)
                 reveal = _ancestral_reveal(scope, 1 - i / block_steps, 1 - (i + 1) / block_steps, schedule, generator)
                 if not cache or (reveal.any() and stale):
-                    logits, computed_at = _logits_at(net, x, scope, headed), scope  # (N, V) at scope's positions
+                    (rows, head), computed_at = read(x, scope), scope  # (N, C) or (N, V) at scope's positions
                     stale, calls = False, calls + 1
                 if reveal.any():  # reveal lies inside computed_at: masks only ever get fewer within a block
-                    x[reveal], _ = sample_tokens(logits[reveal[computed_at]], *sampling, generator=generator)
+                    x[reveal], _ = sample_rows(rows[reveal[computed_at]], head, *sampling, generator=generator)
                     stale = True
             elif strategy in ("left_to_right", "random"):  # the order ignores the values: draw only where revealed
                 reveal = select_most_confident(_priority(strategy, x, generator), scope, counts[i])  # (B, T)
-                logits, calls = _logits_at(net, x, reveal, headed), calls + 1  # (n, V)
-                x[reveal], _ = sample_tokens(logits, *sampling, generator=generator)
+                calls += 1
+                x[reveal], _ = sample_rows(*read(x, reveal), *sampling, generator=generator)
             else:
-                logits, calls = _logits_at(net, x, scope, headed), calls + 1  # (N, V)
+                calls += 1
                 tokens = torch.full_like(x, mask_id)  # (B, T)
                 # (B, T): the model's own probability of each drawn token (temperature 1, unfiltered)
                 confidence = torch.full(x.shape, float("-inf"), dtype=torch.float64, device=x.device)
-                tokens[scope], confidence[scope] = sample_tokens(logits, *sampling, generator=generator)
+                tokens[scope], confidence[scope] = sample_rows(*read(x, scope), *sampling, generator=generator)
                 if strategy == "confidence":
                     reveal = select_most_confident(confidence, scope, counts[i])
                 elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
@@ -403,17 +417,23 @@ def generate(net, *, mask_id, length, steps, prompt=None, strategy="confidence",
                 calls = autoregressive(net, x, bos + prompt_len, draw, record, use_cache, headed, compile)
                 taken, strategy = calls, "autoregressive"
             elif model_blocks is not None:
+                head = head_of(net)
+
                 def fill(denoise, view, block_steps):  # one block, any strategy, recording the whole sequence
-                    return _diffusion(denoise, view, mask_id, block_steps, strategy, schedule, sampling, None,
-                                      threshold, cache, generator, lambda _: record(x), headed=True)
+                    def read(ids, where):  # the hidden states and the head, or the compiled step's logits
+                        rows, hidden = denoise(ids, where)
+                        return rows, head if hidden else None
+
+                    return _diffusion(read, view, mask_id, block_steps, strategy, schedule, sampling, None,
+                                      threshold, cache, generator, lambda _: record(x))
 
                 start = int((x[0] == mask_id).nonzero()[0])
                 calls, taken, end = fill_blocks(net, x, start, model_blocks, steps, fill, eot_id, use_cache, compile)
                 x = x[:, :end]
             else:
                 fast = None if block_cache is None else BlockCache(net, batch_size, block_cache, cache_refresh)
-                calls, taken = _diffusion(net, x, mask_id, steps, strategy, schedule, sampling, block_size,
-                                          threshold, cache, generator, record, headed, fast)
+                calls, taken = _diffusion(_reader(net, headed, fast), x, mask_id, steps, strategy, schedule,
+                                          sampling, block_size, threshold, cache, generator, record, fast)
     finally:
         if isinstance(net, nn.Module):
             net.train(was_training)

@@ -147,13 +147,13 @@ def test_cached_block_sampling_equals_uncached(strategy):
 def test_block_sampling_costs_one_block_per_call(monkeypatch):
     net = block_net(seq_len=16, block_size=4)
     widths = []
-    forward = Transformer.forward
+    features = Transformer.features  # every call of the network, through forward or not
 
-    def spy(self, idx, *args, **kwargs):
-        widths.append((idx.shape[1], kwargs.get("extend_cache", True)))
-        return forward(self, idx, *args, **kwargs)
+    def spy(self, idx, cache=None, positions=None, attn_mask=None, extend_cache=True):
+        widths.append((idx.shape[1], extend_cache))
+        return features(self, idx, cache, positions, attn_mask, extend_cache)
 
-    monkeypatch.setattr(Transformer, "forward", spy)
+    monkeypatch.setattr(Transformer, "features", spy)
     stats = {}
     sample.generate(net, mask_id=MASK, length=16, steps=8, strategy="confidence", stats=stats,
                     generator=torch.Generator().manual_seed(0))

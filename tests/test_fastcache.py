@@ -51,15 +51,15 @@ def test_a_cached_call_runs_the_block_alone_and_is_exact_when_nothing_changed(mo
     only_at[:, 16:24] = True
     cached = fastcache.BlockCache(net, 2, mode)
     cached.start_block(16, 24)
-    widths, forward = [], net.forward
+    widths, features = [], net.features
 
     def spy(idx, **kwargs):
         widths.append(idx.shape[1])
-        return forward(idx, **kwargs)
+        return features(idx, **kwargs)
 
-    net.forward = spy
+    net.features = spy
     first, second = cached(x, only_at), cached(x, only_at)
-    del net.forward
+    del net.features
     assert widths == [40, 8 if mode == "dual" else 24]  # the full forward stores; then the block (and suffix)
     assert torch.allclose(second, first, atol=1e-5) and torch.allclose(first, net(x)[only_at], atol=1e-5)
 

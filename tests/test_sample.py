@@ -367,29 +367,49 @@ def test_the_float64_working_set_is_bounded_and_chunks_draw_the_same_tokens(stra
 
 
 def test_the_sampler_runs_the_head_only_where_a_token_may_be_revealed(monkeypatch):
-    """only_at: at the masks of the block being decoded (confidence, threshold, ancestral), at the revealed
-    positions alone for the fixed orders (left_to_right, random), at the last position for AR's prefill.
-    The fixed orders now draw values only where they reveal, so at a temperature above 0 they use the random
-    stream differently and their samples at a fixed seed are not those of earlier versions (greedy ones are)."""
-    seen, forward = [], model.Transformer.forward
+    """The head's rows: the hidden states at the masks of the block being decoded (confidence, threshold,
+    ancestral), at the revealed positions alone for the fixed orders (left_to_right, random); for AR's prefill,
+    only_at at the last position. The fixed orders draw values only where they reveal, so at a temperature
+    above 0 they use the random stream differently and their samples at a fixed seed are not those of
+    earlier versions (greedy ones are)."""
+    seen, features, head, forward = [], model.Transformer.features, model.Transformer.head, model.Transformer.forward
+
+    def spy_features(self, idx, *args, **kwargs):
+        h = features(self, idx, *args, **kwargs)
+        seen.append(["features", idx.clone(), h.clone()])
+        return h
+
+    def spy_head(self, h):
+        seen.append(["head", h.clone()])
+        return head(self, h)
+
+    monkeypatch.setattr(model.Transformer, "features", spy_features)
+    monkeypatch.setattr(model.Transformer, "head", spy_head)
+    net = tiny_net(seq_len=24)
+
+    def head_positions():  # (ids, the hidden states the head got, all of them) per network call
+        assert [kind for kind, *_ in seen] == ["features", "head"] * (len(seen) // 2)
+        return [(ids, rows, h) for (_, ids, h), (_, rows) in zip(seen[::2], seen[1::2])]
+
+    sample.generate(net, mask_id=MASK, length=20, steps=8, prompt=[1, 2], block_size=10, generator=seeded(0))
+    for ids, rows, h in head_positions():
+        in_block = torch.zeros(22, dtype=torch.bool)
+        in_block[2:12] = bool((ids[0, 2:12] == MASK).any())  # the first block until it is full, then the second
+        in_block[12:] = not in_block[2:12].any()
+        assert torch.equal(rows, h[(ids == MASK) & in_block])
+    for strategy in ("left_to_right", "random"):  # 20 masks in 8 steps: reveal_counts' 2 or 3 per step
+        seen.clear()
+        sample.generate(net, mask_id=MASK, length=20, steps=8, strategy=strategy, batch_size=2, generator=seeded(0))
+        assert [rows.shape[0] for _, rows, _ in head_positions()] == [2 * n for n in sample.reveal_counts(20, 8)]
+    monkeypatch.setattr(model.Transformer, "features", features)
+    monkeypatch.setattr(model.Transformer, "head", head)
+    seen.clear()
 
     def spy(self, idx, only_at=None, **kwargs):
         seen.append((idx.clone(), None if only_at is None else only_at.clone()))
         return forward(self, idx, only_at=only_at, **kwargs)
 
     monkeypatch.setattr(model.Transformer, "forward", spy)
-    net = tiny_net(seq_len=24)
-    sample.generate(net, mask_id=MASK, length=20, steps=8, prompt=[1, 2], block_size=10, generator=seeded(0))
-    for ids, only_at in seen:
-        in_block = torch.zeros(22, dtype=torch.bool)
-        in_block[2:12] = bool((ids[0, 2:12] == MASK).any())  # the first block until it is full, then the second
-        in_block[12:] = not in_block[2:12].any()
-        assert torch.equal(only_at, (ids == MASK) & in_block)
-    for strategy in ("left_to_right", "random"):  # 20 masks in 8 steps: reveal_counts' 2 or 3 per step
-        seen.clear()
-        sample.generate(net, mask_id=MASK, length=20, steps=8, strategy=strategy, batch_size=2, generator=seeded(0))
-        assert [int(only_at[0].sum()) for _, only_at in seen] == sample.reveal_counts(20, 8)
-    seen.clear()
     sample.generate(tiny_net(causal=True), mask_id=MASK, length=3, steps=1, prompt=[1, 2], generator=seeded(0))
     assert seen[0][1].tolist() == [[False, False, True]] and seen[1][1] is None  # prefill, then one-token decodes
 
