@@ -236,6 +236,17 @@ class _Metered(nn.Module):
         self._tick()
         return self.net(*args, **kwargs)
 
+    def features(self, *args, **kwargs):  # the sampler's own path: hidden states, then the head in chunks
+        self._tick()
+        return self.net.features(*args, **kwargs)
+
+    def head(self, h):
+        return self.net.head(h)
+
+    @property
+    def embed(self):  # the padded width of the head (draw.head_of)
+        return self.net.embed
+
     def new_cache(self, batch_size, **kwargs):
         return self.net.new_cache(batch_size, **kwargs)
 

@@ -176,6 +176,20 @@ def test_a_sampling_row_past_its_time_limit_is_stopped():
     assert row["error"] is None and 1 <= row["network_calls"] <= 4 and row["steps_taken"] == 4
 
 
+def test_diffusion_sampling_rows_take_the_samplers_chunked_head(monkeypatch):
+    # the meter must let the sampler see features/head, or every diffusion row computes all B x T x V logits
+    # at once (the 4.15 GiB of the H200 run) instead of the bounded chunks a user's sample takes
+    from dllm_lite import draw
+
+    net = Transformer(ModelConfig(vocab_size=16, n_layer=1, n_head=2, n_embd=16, seq_len=8)).eval()
+    assert draw.head_of(bench_timing._meter(net)) is not None
+    whole = []
+    real_forward = Transformer.forward
+    monkeypatch.setattr(Transformer, "forward", lambda self, *a, **k: whole.append(1) or real_forward(self, *a, **k))
+    row = bench.time_sampling(net, torch.device("cpu"), "float32", name="x", length=8, steps=4)
+    assert row["error"] is None and row["network_calls"] == 4 and whole == []  # every call went through features
+
+
 def test_config_file_sets_the_shape(tmp_path):
     config = tmp_path / "shape.yaml"
     config.write_text("model: {n_layer: 1, n_head: 2, n_embd: 32, seq_len: 16}\ntrain: {batch_size: 3}\n"
