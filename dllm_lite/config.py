@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from .config_keys import SECTIONS, TOP_LEVEL, Config, DataSection, ModelSection, SampleSection, TrainSection
-from .config_yaml import ConfigLoader, Refused, show
+from .config_yaml import ConfigLoader, Refused, short_repr
 from .corrupt import SCHEDULES
 from .sample import STRATEGIES
 from .sources import TASK_DATASETS
@@ -108,7 +108,7 @@ def _coerce(value, hint, source: str, key: str):
     elif list[str] in allowed and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
     example = EXAMPLES.get(key) or {int: "1000", float: "0.001", bool: "true", str: "'some text'"}[allowed[0]]
-    _fail(source, f"{key} must be {_type_name(hint)}, got {show(value)} ({type(value).__name__}); "
+    _fail(source, f"{key} must be {_type_name(hint)}, got {short_repr(value)} ({type(value).__name__}); "
                   f"write e.g. {key}: {example}")
 
 
@@ -141,7 +141,7 @@ def _check_key(section: str, key, source: str) -> None:
     if dotted in MOVED:
         _fail(source, f"{dotted} is not a config key; use {MOVED[dotted]} instead")
     if key not in fields:
-        _fail(source, f"unknown key {show(dotted)}: {_suggest(str(key), fields, f'the {section} keys')}")
+        _fail(source, f"unknown key {short_repr(dotted)}: {_suggest(str(key), fields, f'the {section} keys')}")
 
 
 def _require(ok: bool, source: str, message: str) -> None:
@@ -174,10 +174,10 @@ def _validate(cfg: Config, source: str) -> None:
              f"add e.g. data.data_files: path/*.{'txt' if d.dataset == 'text' else d.dataset}")
     task = d.dataset in TASK_DATASETS  # with data_files, a task's name reads those JSON lines in its place
     _require(d.data_files is None or local or task or "/" in d.dataset or Path(d.dataset).is_dir(), source,
-             f"data.data_files is set but data.dataset={show(d.dataset)} does not read files; "
+             f"data.data_files is set but data.dataset={short_repr(d.dataset)} does not read files; "
              f"set data.dataset to text, json or parquet (or remove data.data_files)")
     _require(d.revision is None or not (local or d.dataset in BUNDLED_CORPORA or Path(d.dataset).is_dir()), source,
-             f"data.revision is for hub datasets, but data.dataset={show(d.dataset)} is read from local files; "
+             f"data.revision is for hub datasets, but data.dataset={short_repr(d.dataset)} is read from local files; "
              f"remove data.revision")
     _require(d.revision is None or d.revision.strip() != "", source,
              "data.revision is empty; name a branch, tag or commit sha, or write data.revision: null")
@@ -191,7 +191,7 @@ def _validate(cfg: Config, source: str) -> None:
     _require(d.prompt_field is None or (prompt_fields and all(f.strip() for f in prompt_fields)), source,
              "data.prompt_field is empty; name the column that holds the prompt, e.g. data.prompt_field: prompt")
     _require(d.response_field.strip() != "" and d.response_field not in prompt_fields, source,
-             f"data.response_field={show(d.response_field)} must name a column that is not a prompt column, "
+             f"data.response_field={short_repr(d.response_field)} must name a column that is not a prompt column, "
              f"e.g. data.response_field: response")
     _require(d.prompt_field is None or not d.streaming, source, "pairs (data.prompt_field) are read whole, not "
              "streamed; set data.streaming: false")
@@ -216,7 +216,7 @@ def _validate(cfg: Config, source: str) -> None:
     _choice(t.schedule, tuple(SCHEDULES), source, "train.schedule")
     _choice(t.dtype, ("auto", "float32", "bfloat16"), source, "train.dtype")
     _require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, source,
-             f"train.device={show(t.device)} is not a device; use auto, cpu, cuda, cuda:0 or mps")
+             f"train.device={short_repr(t.device)} is not a device; use auto, cpu, cuda, cuda:0 or mps")
     for key in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "bound_samples",
                 "log_every", "save_every", "keep_last"):
         _require(getattr(t, key) >= 1, source, f"train.{key} must be at least 1, got {getattr(t, key)}")
@@ -263,7 +263,7 @@ def _validate(cfg: Config, source: str) -> None:
 
 def _choice(value: str, choices, source: str, key: str) -> None:
     if value not in choices:
-        _fail(source, f"{key}={show(value)} is not a choice; {_suggest(value, choices)}")
+        _fail(source, f"{key}={short_repr(value)} is not a choice; {_suggest(value, choices)}")
 
 
 def _divisor_near(n: int, target: int) -> int:
@@ -282,7 +282,7 @@ def config_from_dict(d: dict, source: str = "<dict>") -> Config:
         elif key in TOP_LEVEL:
             kwargs[key] = _coerce(value, typing.get_type_hints(Config)[key], source, key)
         else:
-            _fail(source, f"unknown section {show(key)}: "
+            _fail(source, f"unknown section {short_repr(key)}: "
                           f"{_suggest(str(key), [*SECTIONS, *TOP_LEVEL], 'a config has')}")
     if kwargs.get("name") is None:
         kwargs.pop("name", None)
@@ -303,7 +303,7 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
     `data.data_files=[a.txt, b.txt]` a list. `name=...` and `params=...` set the top-level keys.
     """
     for override in overrides:
-        where = f"{source} (override {show(override)})"
+        where = f"{source} (override {short_repr(override)})"
         key, sep, text = override.partition("=")
         key = key.strip()
         if not sep or not key:
@@ -313,7 +313,7 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
         except Refused as error:
             _fail(where, str(error))
         except yaml.YAMLError:
-            _fail(where, f"the value {show(text)} is not valid YAML; quote it, e.g. {key}='{show(text)[1:-1]}'")
+            _fail(where, f"the value {short_repr(text)} is not valid YAML; quote it, e.g. {key}='{short_repr(text)[1:-1]}'")
         parts = key.split(".")
         if len(parts) == 1 and key in TOP_LEVEL:
             d[key] = value
@@ -325,9 +325,9 @@ def apply_overrides(d: dict, overrides, source: str = "<overrides>") -> dict:
             _check_key(parts[0], parts[1], where)
             section[parts[1]] = value
         elif len(parts) == 2:
-            _fail(where, f"unknown section {show(parts[0])}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
+            _fail(where, f"unknown section {short_repr(parts[0])}: {_suggest(parts[0], list(SECTIONS), 'sections')}")
         else:
-            _fail(where, f"{show(key)} is not section.key; use e.g. train.max_steps=200 "
+            _fail(where, f"{short_repr(key)} is not section.key; use e.g. train.max_steps=200 "
                          f"(sections: {', '.join(SECTIONS)})")
     return d
 

@@ -6,7 +6,7 @@
   of nine aliases of ... make millions of values out of a few lines).
 
 Both are refused with a `Refused` error (a `yaml.YAMLError`) whose message says why and the
-fix; config.py adds the file's name. Messages quote values through `show`, which shortens
+fix; config.py adds the file's name. Messages quote values through `short_repr`, which shortens
 them with `reprlib`, so a huge value never makes a huge message.
 
 References: the YAML 1.2 spec on unique keys; PyYAML's SafeLoader (composer and constructor).
@@ -18,7 +18,7 @@ import reprlib
 
 import yaml
 
-__all__ = ["ConfigLoader", "Refused", "show", "ALIAS_LIMIT"]
+__all__ = ["ConfigLoader", "Refused", "short_repr", "ALIAS_LIMIT"]
 
 ALIAS_LIMIT = 10_000  # values that YAML aliases may add to a document; a real config's aliases add a handful
 
@@ -27,7 +27,7 @@ _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 80, 80, 2
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
 
 
-def show(value) -> str:
+def short_repr(value) -> str:
     """repr(value) short enough for a one-line message, whatever the value's size."""
     return _SHORT.repr(value)
 
@@ -74,7 +74,7 @@ class ConfigLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: SafeConstructor's own error names it
                 continue
             if repeated:
-                raise Refused(f"key {show(key)} appears twice in one mapping (line {lines[key]} and line {line}); "
+                raise Refused(f"key {short_repr(key)} appears twice in one mapping (line {lines[key]} and line {line}); "
                               f"keep one of them")
             lines[key] = line
 

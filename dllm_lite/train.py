@@ -75,7 +75,7 @@ from .validation import evaluate
 
 __all__ = [
     "train", "main", "build_model", "lr_at", "diffusion_step_loss", "evaluate", "load_checkpoint",
-    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError", "FolderInUseError",
+    "read_checkpoint", "read_metrics", "plot_metrics", "CheckpointError", "DivergedError",
 ]
 
 
