@@ -44,7 +44,7 @@ from .config_keys import SECTIONS, TOP_LEVEL, Config, DataSection, ModelSection,
 from .config_yaml import ConfigLoader, Refused, short_repr
 from .corrupt import SCHEDULES
 from .sample import STRATEGIES
-from .sources import TASK_DATASETS
+from .tasks import TASK_DATASETS
 from .tokenize import BUNDLED_CORPORA, available_tokenizers
 
 __all__ = [

@@ -54,7 +54,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["TASKS", "ALPHABET", "MOST_PEOPLE", "addition", "sudoku", "solve", "check_sudoku", "facts", "check_answer",
+__all__ = ["TASKS", "TASK_DATASETS", "ALPHABET", "MOST_PEOPLE", "addition", "sudoku", "solve", "check_sudoku", "facts", "check_answer",
            "write_task", "main"]
 
 TASKS = ("addition", "sudoku", "facts")
@@ -64,6 +64,10 @@ FORWARD, REVERSE = "Who is {}'s mentor?", "Who is {}'s mentee?"
 STATED_FORWARD, STATED_REVERSE = "{}'s mentor is ", "{}'s mentee is "  # form="statement": the sentence up to the name
 FORMS = ("question", "statement")
 CONSONANTS, VOWELS, ENDINGS = "bdfgklmnprstvz", "aeiou", ("", "l", "n", "r", "s")  # the invented names' letters
+
+# task name -> (training records, test records) written for data.dataset=<task> (sources.task_files): the sizes
+# the training guide uses (facts: people, whose pairs make the training records; its tests are the questions)
+TASK_DATASETS = {"addition": (20_000, 500), "sudoku": (20_000, 500), "facts": (2_000, 0)}
 
 
 def _most_names() -> int:

@@ -3,6 +3,7 @@ every part runs, inside the budget, with command lines the bench accepts."""
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,12 @@ def test_gpu_check_cpu_mode_and_a_spent_budget(tmp_path):
     assert "sampling bench: skipped, the 25s budget is spent" in log
     assert [c for c in calls if c[:2] == ["-m", "dllm_lite.bench"]] == [c for c in calls if "--merge" in c]
 
+
+
+def test_what_the_gpu_check_imports_needs_no_datasets_package():
+    # the GPU machine has PyTorch but not Hugging Face datasets (its wheels are carried only for notebooks):
+    # the bench and the CUDA tests must import without it
+    code = ("import sys; import dllm_lite.bench, dllm_lite.block, dllm_lite.model, dllm_lite.sample; "
+            "print('datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
