@@ -20,8 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "_build" / "html"
-# the modules the build imports, all from the `docs` extra of pyproject.toml
-DOCS_MODULES = ("sphinx", "myst_nb", "furo", "sphinx_mathjax_offline")
+# the modules the build imports, all from the `docs` extra of pyproject.toml (the MathJax extension's
+# module is named with hyphens, as docs/conf.py lists it)
+DOCS_MODULES = ("sphinx", "myst_nb", "furo", "sphinx-mathjax-offline")
 
 
 def missing_docs_modules() -> list[str]:

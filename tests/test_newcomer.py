@@ -52,6 +52,12 @@ def test_building_the_site_without_the_docs_extra_names_the_install_command(monk
     assert "\n" not in message
 
 
+def test_with_the_docs_extra_installed_nothing_is_reported_missing():
+    if importlib.util.find_spec("sphinx") is None:
+        pytest.skip("the docs extra is not installed here")
+    assert load_build_site().missing_docs_modules() == []
+
+
 def test_the_site_command_prints_that_line_not_a_traceback():
     # the command line, in a Python where Sphinx cannot be found (as without the docs extra)
     result = subprocess.run([sys.executable, "-c", (
