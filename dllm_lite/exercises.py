@@ -398,6 +398,20 @@ def _block_mask_mistakes(L, K):
     ]
 
 
+def _first_wrong_cell(got, expected, L, K):
+    """((expected, got), others): the first (query, key) cell where the masks differ, in words, and how many more do."""
+    wrong = (got != expected).nonzero().tolist()
+    q, k = wrong[0]
+    query = f"query {q} ({'noisy x_t' if q < L else 'clean x_0'}, block {q % L // K})"
+    key = f"key {k} ({'noisy x_t' if k < L else 'clean x_0'}, block {k % L // K})"
+
+    def sees(visible):
+        return f"{query} {'sees' if visible else 'may not see'} {key}: mask[{q}, {k}] = {visible}"
+
+    others = f" (and {len(wrong) - 1} more cell{'s' if len(wrong) > 2 else ''})" if len(wrong) > 1 else ""
+    return (sees(bool(expected[q, k])), sees(bool(got[q, k]))), others
+
+
 @checker
 def check_block_mask(fn):
     """Exercise 09, `block_mask(seq_len, block_size)`: block diffusion's (2L, 2L) attention pattern over [x_t, x_0]."""
@@ -411,13 +425,11 @@ def check_block_mask(fn):
         if torch.equal(got, expected.T):
             raise Wrong("rows and columns are swapped", on, "mask[q, k]: row q is the query, column k the key",
                         "the transpose", "build it as visible[query, key]")
+        cell, others = _first_wrong_cell(got, expected, L, K)
         for wrong, problem, hint in _block_mask_mistakes(L, K):
             if torch.equal(got, wrong):
-                raise Wrong(problem, on, "see block.block_attention_mask's table", "that mask", hint)
-        q, k = (got != expected).nonzero()[0].tolist()
-        names = ["noisy" if i < L else "clean" for i in (q, k)]
-        raise Wrong(f"query {q} ({names[0]}, block {q % L // K}) and key {k} ({names[1]}, block {k % L // K}) are "
-                    f"wrong", on, bool(expected[q, k]), bool(got[q, k]),
+                raise Wrong(problem, on, cell[0], cell[1] + others, hint)
+        raise Wrong("a cell of the mask is wrong", on, cell[0], cell[1] + others,
                     "noisy q: noisy k of its own block, clean k of blocks before; clean q: clean k of blocks up to its own")
     return "noisy blocks see themselves and the clean blocks before them; the clean copy is block-causal"
 
@@ -504,6 +516,47 @@ def _sft_mistakes(ce, is_masked, t, prompt_len):
     ]
 
 
+_BROADCAST_HINT = ("keep every per-row quantity one shape, (B,): sum(dim=1) without keepdim=True, t and prompt_len "
+                   "as given; print(x.shape) after each line")
+
+
+def _sft_broadcast_mistakes(ce, is_masked, t, prompt_len):
+    """[(value, which factors)]: the loss when some per-row factors are (B, 1) and the others (B,), then .mean()
+    (or .sum() / B) of the (B, B) table: the mean of a product of an i-factor and a j-factor is the product of means."""
+    B, L = ce.shape
+    scored = is_masked & loss.response_mask(prompt_len, L)  # (B, L)
+    factors = {"the row sums": (ce.double() * scored).sum(dim=1), "1 / t": 1.0 / t.double(),
+               "1 / (L - prompt_len)": 1.0 / (L - prompt_len).double()}  # each (B,)
+    found = []
+    for columns in range(1, 2 ** len(factors) - 1):  # which factors are (B, 1): not none, not all
+        as_column = [name for i, name in enumerate(factors) if columns >> i & 1]
+        column, row = torch.ones(B, dtype=torch.float64), torch.ones(B, dtype=torch.float64)  # (B,) each
+        for name, value in factors.items():
+            if name in as_column:
+                column = column * value
+            else:
+                row = row * value
+        mean = column.mean() * row.mean()  # (B, B).mean()
+        found += [(mean, " and ".join(as_column)), (mean * B, " and ".join(as_column))]  # .mean(), .sum() / B
+    return found
+
+
+def _rows_right_alone(fn, ce, is_masked, t, prompt_len) -> bool:
+    """True when fn gives every row's own loss on that row alone (a batch of one), so the batch goes wrong by mixing rows."""
+    B, L = ce.shape
+    for b in range(B):
+        one = slice(b, b + 1)
+        scored = is_masked[one] & loss.response_mask(prompt_len[one], L)  # (1, L)
+        right = float((ce[one].double() * scored).sum() / (t[b].double() * (L - prompt_len[b])))
+        try:
+            got = fn(ce[one].clone(), is_masked[one].clone(), t[one].clone(), prompt_len[one].clone())
+            if not math.isclose(float(torch.as_tensor(got).detach().reshape(-1)[0]), right, rel_tol=1e-4, abs_tol=1e-6):
+                return False
+        except Exception:
+            return False
+    return B > 1
+
+
 @checker
 def check_sft_loss(fn):
     r"""Exercise 10, `sft_loss(ce, is_masked, t, prompt_len)`: the diffusion SFT loss from per-position cross-entropies.
@@ -519,6 +572,10 @@ def check_sft_loss(fn):
                               lengths=L - prompt_len).item()
         ce_in = ce.clone().requires_grad_(index == 0)  # the first batch also checks that a gradient flows
         got = call(fn, on, ce_in, is_masked.clone(), t.clone(), prompt_len.clone())
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, B) and B > 1:
+            raise Wrong(f"the loss has shape ({B}, {B}): a (B, 1) tensor met a (B,) one and broadcasting made a "
+                        "table of every row against every row", on, "a 0-d tensor (the mean of B per-row losses)",
+                        f"shape {tuple(got.shape)}", _BROADCAST_HINT)
         if not (isinstance(got, torch.Tensor) and got.numel() == 1):
             raise Wrong("return the loss as a one-number tensor", on, "a 0-d tensor",
                         repr(got)[:80] if not isinstance(got, torch.Tensor) else f"shape {tuple(got.shape)}",
@@ -536,6 +593,17 @@ def check_sft_loss(fn):
         for wrong, problem, hint in _sft_mistakes(ce, is_masked, t, prompt_len):
             if math.isclose(value, float(wrong), rel_tol=1e-4, abs_tol=1e-6):
                 raise Wrong(problem, on, f"{expected:.6f}", f"{value:.6f}", hint)
+        for wrong, columns in _sft_broadcast_mistakes(ce, is_masked, t, prompt_len):
+            if math.isclose(value, float(wrong), rel_tol=1e-4, abs_tol=1e-6):
+                raise Wrong(f"a shape mistake: {columns} of shape (B, 1) met the rest of shape (B,), so broadcasting "
+                            f"made a ({B}, {B}) table of every row against every row before the mean", on,
+                            f"{expected:.6f}, the mean of B = {B} per-row losses, each factor of shape ({B},)",
+                            f"{value:.6f}, from a ({B}, {B}) table", _BROADCAST_HINT)
+        if _rows_right_alone(fn, ce, is_masked, t, prompt_len):
+            raise Wrong("each row alone gives the right loss, the whole batch does not: the rows get mixed", on,
+                        f"{expected:.6f} (and each row's own loss when called on that row alone)", f"{value:.6f}",
+                        "a (B, 1) tensor meeting a (B,) one broadcasts to (B, B); a value taken from one row "
+                        "(prompt_len[0], t[0]) is used for all; " + _BROADCAST_HINT)
         raise Wrong("the loss value is wrong", on, f"{expected:.6f}", f"{value:.6f}",
                     "for each row b: the sum of ce over masked positions i >= prompt_len[b], times 1 / t[b], "
                     "divided by L - prompt_len[b]; then the mean over rows")

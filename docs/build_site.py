@@ -20,6 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "_build" / "html"
+# the modules the build imports, all from the `docs` extra of pyproject.toml (the MathJax extension's
+# module is named with hyphens, as docs/conf.py lists it)
+DOCS_MODULES = ("sphinx", "myst_nb", "furo", "sphinx-mathjax-offline")
+
+
+def missing_docs_modules() -> list[str]:
+    """The modules of the `docs` extra that are not installed here (empty when the site can build)."""
+    return [name for name in DOCS_MODULES if importlib.util.find_spec(name) is None]
 
 
 def _generator(name: str):
@@ -33,6 +41,10 @@ def _generator(name: str):
 def build(out: Path = OUT, quiet: bool = True, root: Path = ROOT) -> tuple[int, float]:
     """Check the generated pages, run Sphinx with -W on `root` (the repository), and return (HTML pages
     written, seconds). Raises SystemExit, naming the cause, when the build fails."""
+    missing = missing_docs_modules()
+    if missing:
+        raise SystemExit(f"the website needs the docs extra ({', '.join(missing)} not installed): "
+                         'pip install -e ".[docs]"')
     for name in ("build_api", "build_config"):
         if _generator(name).main(["--check"]) != 0:
             raise SystemExit(f"docs/{name}.py --check failed: run python docs/{name}.py and rebuild")

@@ -349,6 +349,24 @@ def sft_one_prompt_length(ce, is_masked, t, prompt_len):
     return solutions.sft_loss(ce, is_masked, t, prompt_len[:1].expand_as(prompt_len))
 
 
+def sft_keepdim_broadcast(ce, is_masked, t, prompt_len):
+    L = ce.shape[1]
+    per_row = (ce * (is_masked & _region(prompt_len, L))).sum(dim=1, keepdim=True)  # (B, 1)
+    return (per_row / (t * (L - prompt_len))).mean()  # (B, 1) / (B,) -> (B, B), then the mean of the table
+
+
+def sft_keepdim_sum_over_rows(ce, is_masked, t, prompt_len):
+    L = ce.shape[1]
+    per_row = (ce * (is_masked & _region(prompt_len, L))).sum(dim=1)  # (B,)
+    return (per_row / t[:, None] / (L - prompt_len)).sum() / ce.shape[0]  # t as a column: (B, B), summed / B
+
+
+def sft_keepdim_unreduced(ce, is_masked, t, prompt_len):
+    L = ce.shape[1]
+    per_row = (ce * (is_masked & _region(prompt_len, L))).sum(dim=1, keepdim=True)  # (B, 1)
+    return per_row / (t * (L - prompt_len))  # (B, B), never reduced
+
+
 MISTAKES = [
     (exercises.check_corrupt, corrupt_with_alpha, "that is alpha(t)"),
     (exercises.check_corrupt, corrupt_nothing, "masks the wrong share"),
@@ -395,7 +413,7 @@ MISTAKES = [
     (exercises.check_block_mask, mask_causal_inside_block, "inside its block the noisy copy is causal"),
     (exercises.check_block_mask, mask_off_by_one, "off by one"),
     (exercises.check_block_mask, mask_transposed, "rows and columns are swapped"),
-    (exercises.check_block_mask, mask_one_cell_wrong, "are wrong"),
+    (exercises.check_block_mask, mask_one_cell_wrong, "a cell of the mask is wrong"),
     (exercises.check_sft_loss, sft_scores_prompt, "prompt positions are scored"),
     (exercises.check_sft_loss, sft_is_exercise_04, "exercise 04's loss over whole rows"),
     (exercises.check_sft_loss, sft_over_row_length, "divided by L, the whole row's length"),
@@ -411,7 +429,10 @@ MISTAKES = [
     (exercises.check_sft_loss, sft_detached, "no gradient flows"),
     (exercises.check_sft_loss, sft_returns_float, "one-number tensor"),
     (exercises.check_sft_loss, sft_per_row, "one-number tensor"),
-    (exercises.check_sft_loss, sft_one_prompt_length, "the loss value is wrong"),
+    (exercises.check_sft_loss, sft_one_prompt_length, "each row alone gives the right loss"),
+    (exercises.check_sft_loss, sft_keepdim_broadcast, "a shape mistake: the row sums of shape (B, 1)"),
+    (exercises.check_sft_loss, sft_keepdim_sum_over_rows, "a shape mistake: 1 / t of shape (B, 1)"),
+    (exercises.check_sft_loss, sft_keepdim_unreduced, "the loss has shape (6, 6)"),
 ]
 
 
@@ -455,6 +476,25 @@ def test_checker_leaves_the_random_state_and_thread_count_alone():
     exercises.check_corrupt(solutions.corrupt)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def test_block_mask_verdict_names_the_offending_query_and_key(capsys):
+    assert exercises.check_block_mask(mask_sees_later_clean_blocks) is False
+    out = capsys.readouterr().out
+    # seq_len 8, block size 2: noisy query 0 (block 0) must not see the clean copy of block 1 (key 10)
+    assert "expected: query 0 (noisy x_t, block 0) may not see key 10 (clean x_0, block 1): mask[0, 10] = False" in out, out
+    assert "got:      query 0 (noisy x_t, block 0) sees key 10 (clean x_0, block 1): mask[0, 10] = True" in out, out
+    assert "see block.block_attention_mask's table" not in out
+    assert exercises.check_block_mask(mask_one_cell_wrong) is False
+    out = capsys.readouterr().out
+    assert re.search(r"expected: query \d+ \((noisy x_t|clean x_0), block \d\) (sees|may not see) key \d+", out), out
+
+
+def test_sft_shape_mistakes_say_expected_and_got_shapes(capsys):
+    assert exercises.check_sft_loss(sft_keepdim_broadcast) is False
+    out = capsys.readouterr().out
+    assert "each factor of shape (6,)" in out and "from a (6, 6) table" in out and "keepdim=True" in out, out
+    assert "the loss value is wrong" not in out
 
 
 def test_sft_mistakes_differ_from_the_answer_and_from_each_other():
