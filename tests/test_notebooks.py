@@ -5,7 +5,6 @@
 
 import ast
 import importlib
-import importlib.util
 import inspect
 import json
 import pkgutil
@@ -96,44 +95,3 @@ def test_every_notebook_links_the_glossary_and_references_and_points_to_its_exer
         assert all((ROOT / "exercises" / f"{name}.ipynb").is_file() for name in named), path.name
         pointed |= named
     assert pointed == {path.stem for path in EXERCISES}  # every exercise belongs to a lesson
-
-
-def _built_notebooks():
-    """(stored notebook path, the cells its build script in notebooks/build/ writes) for every scripted notebook."""
-    build = ROOT / "notebooks" / "build"
-    course = _load(build / "course.py")
-    built = []
-    for script in sorted(build.glob("build_*.py")):
-        module = _load(script)
-        for name, cells in vars(module).items():
-            match = re.fullmatch(r"NB(\d\d)", name)
-            if match:
-                path = next((ROOT / "notebooks").glob(f"{match.group(1)}_*.ipynb"))
-                built.append((path, course.finish(list(cells), match.group(1))))
-    return built
-
-
-def _load(path):
-    """A module from its file (notebooks/build/ is not a package; its scripts import course.py beside them)."""
-    import sys
-
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(f"_built_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
-
-
-def test_scripted_notebooks_hold_the_cells_their_build_script_writes():
-    built = _built_notebooks()
-    assert {path.name[:2] for path, _ in built} >= {"05", "10", "12", "13"}
-    for path, cells in built:
-        stored = json.loads(path.read_text())["cells"]
-        want = [(c.cell_type, c.source) for c in cells]
-        have = [(c["cell_type"], "".join(c["source"])) for c in stored]
-        differ = [i for i, (a, b) in enumerate(zip(want, have)) if a != b]
-        assert want == have, (f"{path.name} differs from its build script at cells {differ or 'count'} "
-                              f"({len(want)} built, {len(have)} stored): edit the script, then the notebook")

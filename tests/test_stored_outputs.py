@@ -192,9 +192,7 @@ def test_the_allow_list_names_real_cells_that_would_otherwise_fail():
         assert reason and missing_outputs(load(path), name, allowed={}), f"{name} cell {index}: drop it from OUTPUT_ALLOWED"
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(path, marks=pytest.mark.xfail(strict=False, reason="replaced by the H200 outputs on merge"))
-    for path in GPU_TRACK], ids=label)
+@pytest.mark.parametrize("path", GPU_TRACK, ids=label)
 def test_gpu_track_notebooks_say_so_where_they_store_cpu_figures(path):
     found = unmarked_cpu_figures(load(path))
     assert not found, f"{label(path)}:\n" + "\n".join(found)
