@@ -24,7 +24,8 @@ MODULES = ("tokenize", "corrupt", "model", "loss", "sample", "draw", "decode", "
            "quality", "data", "sources", "token_cache", "loader", "data_checks", "config", "config_keys", "config_yaml", "load",
            "checkpoint", "muon", "train", "objective", "validation", "devices", "run_folder", "metrics", "generate",
            "evaluate", "export", "bench", "bench_suite", "bench_timing", "bench_reference", "bench_profile",
-           "bench_report", "viz", "exercises", "notebook")
+           "bench_report", "viz", "exercises", "exercises_loss", "exercises_sampling",
+           "exercises_extensions", "notebook")
 SIMPLE = (str, int, float, bool, type(None))
 WIDTH = 100  # a longer signature is written one parameter per line
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dllm_lite import corrupt, exercises, loss, sample
+from dllm_lite import corrupt, exercises, exercises_extensions, loss, sample
 
 _spec = importlib.util.spec_from_file_location(
     "solutions", Path(__file__).resolve().parents[1] / "instructors" / "solutions.py")
@@ -499,9 +499,9 @@ def test_sft_shape_mistakes_say_expected_and_got_shapes(capsys):
 
 def test_sft_mistakes_differ_from_the_answer_and_from_each_other():
     """On the checker's first batch every classic mistake moves the loss, and no two of them coincide."""
-    ce, is_masked, t, prompt_len, _ = exercises._sft_batches()[0]
+    ce, is_masked, t, prompt_len, _ = exercises_extensions._sft_batches()[0]
     right = float(solutions.sft_loss(ce.double(), is_masked, t.double(), prompt_len))
-    values = [right] + [float(v) for v, _, _ in exercises._sft_mistakes(ce, is_masked, t, prompt_len)]
+    values = [right] + [float(v) for v, _, _ in exercises_extensions._sft_mistakes(ce, is_masked, t, prompt_len)]
     assert math.isclose(float(_library_sft_loss(ce.double(), is_masked, t.double(), prompt_len)), right, rel_tol=1e-12)
     gaps = [abs(a - b) / max(abs(a), abs(b)) for i, a in enumerate(values) for b in values[i + 1:]]
     assert min(gaps) > 50 * 1e-4, min(gaps)  # the checker's tolerance is rel 1e-4
@@ -509,7 +509,7 @@ def test_sft_mistakes_differ_from_the_answer_and_from_each_other():
 
 def test_sft_checker_inputs_cover_the_edge_cases():
     """A row without a prompt, rows with no mask in their region but masks in their prompt, a batch whose loss is 0."""
-    batches = exercises._sft_batches()
+    batches = exercises_extensions._sft_batches()
     assert any((p == 0).any() for _, _, _, p, _ in batches)
     for ce, is_masked, t, prompt_len, _ in batches:
         assert (prompt_len < ce.shape[1]).all()
