@@ -71,6 +71,8 @@ __all__ = [
 
 STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
 ORDERED = ("confidence", "left_to_right", "random")  # reveal reveal_counts() tokens per step, in some order
+
+
 def reveal_probability(schedule, t, s) -> torch.Tensor:
     r"""The chance that a token masked at time t is revealed by time s, $0 \le s < t \le 1$ (float64).
 
