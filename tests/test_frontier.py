@@ -40,6 +40,8 @@ def test_every_point_of_the_frontier_is_measured_with_its_fields(frontier, resul
     assert {"loss", "stderr"} <= set(judge["validation"]) and "loss" in judge["ar_twin_validation"]
     assert judge["validation"]["loss"] != judge["ar_twin_validation"]["loss"]  # a model of its own, not the twin
     assert judge["minutes"] == 2 * data["minutes"]
+    losses = {c["checkpoint"]: c["loss"] for c in judge["checkpoints"]}  # the judge: its run's best checkpoint
+    assert "latest.pt" in losses and judge["validation"]["loss"] == losses[judge["checkpoint"]] == min(losses.values())
     fields = {"calls_per_token", "tokens_per_s_batch1", "tokens_per_s_batch16", "gen_nll", "gen_nll_stderr",
               "entropy", "distinct2", "memorisation", "example"}
     points = data["points"]
@@ -77,3 +79,25 @@ def test_samples_that_do_not_fill_batches_of_16_are_refused(frontier, capsys):
     with pytest.raises(SystemExit):
         frontier.main(["--quick", "--samples", "10"])
     assert "multiple of 16" in capsys.readouterr().err
+
+
+def test_the_judge_is_the_checkpoint_lowest_on_validation_not_the_last(frontier, result, tmp_path):
+    import shutil
+
+    out, data = result
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    twin, judge = out / "runs" / "ar" / "latest.pt", out / "runs" / "judge" / "latest.pt"
+    cfg = frontier.load_checkpoint(judge)[2]
+    loss = {path: frontier.validation_loss(*frontier.load_checkpoint(path)[:2], cfg)["loss"] for path in (twin, judge)}
+    better, worse = sorted(loss, key=loss.get)
+    shutil.copy(better, folder / "step_000001.pt")  # an earlier checkpoint that is better than the last one
+    shutil.copy(worse, folder / "latest.pt")
+    path, validation, candidates = frontier.best_judge(folder, cfg)
+    assert path.name == "step_000001.pt" and validation["loss"] == loss[better]
+    assert sorted(c["loss"] for c in candidates) == sorted(loss.values())
+
+
+def test_tasks_only_refuses_an_out_folder_with_no_result_to_add_to(frontier, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="does not exist"):
+        frontier.main(["--quick", "--tasks-only", "--out", str(tmp_path / "none")])
