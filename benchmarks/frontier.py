@@ -53,15 +53,17 @@ from dllm_lite.tasks import write_task  # noqa: E402
 
 ROOT = diffusion_wins.ROOT
 OUT = ROOT / "benchmarks" / "frontier"
-MODELS = {"ar": ["train.objective=autoregressive"], "mdlm": [],
-          "bd4": ["train.objective=block_diffusion", "model.block_size=4", "model.conv=0"],
-          "bd16": ["train.objective=block_diffusion", "model.block_size=16", "model.conv=0"]}
-# the judge: the AR twin's recipe with its own seed, trained --judge-minutes; the clock ends it, not the config's
-# max_steps (4000 steps is ~12.7 minutes on 2 cores, and the learning rate's cosine follows the clock). Trained
+# equal wall time: the clock ends every run, never the config's max_steps (the AR twin, at ~0.11 s a step on 2
+# cores, would reach its 4,000 steps in ~7.5 of the 9.5 minutes)
+EQUAL_TIME = ["train.max_steps=1000000"]
+MODELS = {"ar": ["train.objective=autoregressive", *EQUAL_TIME], "mdlm": EQUAL_TIME,
+          "bd4": ["train.objective=block_diffusion", "model.block_size=4", "model.conv=0", *EQUAL_TIME],
+          "bd16": ["train.objective=block_diffusion", "model.block_size=16", "model.conv=0", *EQUAL_TIME]}
+# the judge: the AR twin's recipe with its own seed, trained --judge-minutes (the clock ends it too). Trained
 # longer alone it was no judge: an AR model of this size overfits Tiny Shakespeare after ~1,500 steps (a 10-minute
 # judge ended at 1.724 nats/char on validation, worse than its own 1.563 at step 3,000 and than the 5-minute twin's
 # 1.589). So it trains with dropout, keeps a checkpoint every 750 steps, and best_judge keeps the lowest.
-JUDGE = ["train.objective=autoregressive", "train.seed=1", "train.max_steps=1000000", "model.dropout=0.1",
+JUDGE = ["train.objective=autoregressive", "train.seed=1", *EQUAL_TIME, "model.dropout=0.1",
          "train.eval_every=750", "train.save_every=750", "train.keep_last=1000"]
 TEMPERATURES = (1.0, 0.8)
 TOKENS_PER_CALL = (1, 2, 4, 8, 16)
