@@ -17,6 +17,7 @@ stub runs from top to bottom and says "not implemented yet".
     08 infill            check_infill              sample.generate with the same seed
     09 block_mask        check_block_mask          block.block_attention_mask (BD3-LM's training pass)
     10 sft_loss          check_sft_loss            loss.weigh with lengths = L - prompt_len (LLaDA's SFT loss)
+    11 threshold_reveal  check_threshold_reveal    sample.threshold_reveal (Fast-dLLM's parallel rule)
 
 Statistical checks (mask rates, reveal rates, token frequencies) draw enough samples
 that a right answer lands within 5 standard errors of its target while the classic
@@ -24,17 +25,18 @@ mistakes miss by many; the random state is seeded and restored, so verdicts neve
 
 The checkers live in three files, along the course's parts, and are imported from here:
 `exercises_loss.py` (01-04, the forward process and the loss), `exercises_sampling.py`
-(05-08, sampling) and `exercises_extensions.py` (09-10, block diffusion and prompt/response).
+(05-08 and 11, sampling) and `exercises_extensions.py` (09-10, block diffusion and prompt/response).
 
 References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.3 (SFT) and 2.4.
 """
 
 from .exercises_loss import check_corrupt, check_diffusion_loss, check_elbo_weight, check_subs
-from .exercises_sampling import check_ancestral_step, check_confidence_select, check_infill, check_reveal_counts
+from .exercises_sampling import (check_ancestral_step, check_confidence_select, check_infill, check_reveal_counts,
+                                 check_threshold_reveal)
 from .exercises_extensions import check_block_mask, check_sft_loss
 
 __all__ = [
     "check_corrupt", "check_elbo_weight", "check_subs", "check_diffusion_loss",
     "check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill", "check_block_mask",
-    "check_sft_loss",
+    "check_sft_loss", "check_threshold_reveal",
 ]

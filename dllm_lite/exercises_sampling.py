@@ -1,14 +1,16 @@
-r"""Checkers of exercises 05-08: sampling, one reverse step at a time.
+r"""Checkers of exercises 05-08 and 11: sampling, one reverse step at a time.
 
     exercise             checker                   compared with
     05 ancestral_step    check_ancestral_step      sample.reveal_probability, the logits' softmax
     06 select_most_conf. check_confidence_select   sample.select_most_confident
     07 reveal_counts     check_reveal_counts       the rules sample.reveal_counts obeys (linear)
     08 infill            check_infill              sample.generate with the same seed
+    11 threshold_reveal  check_threshold_reveal    sample.threshold_reveal (Fast-dLLM's parallel rule)
 
 Students import them from `dllm_lite.exercises`, which describes how every checker works.
 
-References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.4.
+References: Sahoo et al. 2024 (MDLM), sec. 3; Nie et al. 2025 (LLaDA), sec. 2.4; Wu et al. 2025 (Fast-dLLM),
+sec. 3.3 (threshold decoding).
 """
 
 import torch
@@ -19,7 +21,8 @@ from .model import ModelConfig, Transformer
 from .tokenize import CharTokenizer
 from ._verdict import Wrong, call, checker, expect_tensor, near, rounded
 
-__all__ = ["check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill"]
+__all__ = ["check_ancestral_step", "check_confidence_select", "check_reveal_counts", "check_infill",
+           "check_threshold_reveal"]
 
 
 # ---- 05: the ancestral step ------------------------------------------------------------------
@@ -159,3 +162,44 @@ def check_infill(fn):
                         repr(expected), repr(got), "call sample.generate(net, mask_id=..., length=0, steps=steps, "
                         "prompt=..., generator=generator) with the default strategy and decode row 0")
     return "the blanks between left and right are filled by sample.generate, the rest of the text is kept"
+
+
+# ---- 11: the threshold rule ----------------------------------------------------------------------
+
+@checker
+def check_threshold_reveal(fn):
+    """Exercise 11, `threshold_reveal(confidence, is_masked, threshold)`: reveal every masked position above
+    the threshold, and at least the most confident masked one per row that has a mask."""
+    confidence = torch.tensor([[0.97, 0.30, 0.92, 0.60, 0.99, 0.10],   # two masked positions above 0.9
+                               [0.40, 0.85, 0.20, 0.99, 0.55, 0.70],   # none masked above 0.9; 0.99 is unmasked
+                               [0.95, 0.91, 0.99, 0.93, 0.96, 0.98],   # nothing masked: reveal nothing
+                               [0.10, 0.91, 0.92, 0.93, 0.94, 0.95]], dtype=torch.float64)  # all masked, 5 above
+    is_masked = torch.tensor([[1, 1, 1, 0, 0, 1], [1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]],
+                             dtype=torch.bool)
+    for threshold in (0.9, 0.5, 0.999):
+        on = f"confidence {confidence.tolist()}, is_masked {is_masked.int().tolist()}, threshold = {threshold}"
+        got = call(fn, on, confidence.clone(), is_masked.clone(), threshold)
+        expect_tensor(got, is_masked.shape, on, "the positions to reveal", torch.bool)
+        if (got & ~is_masked).any():
+            b, i = (got & ~is_masked).nonzero()[0].tolist()
+            raise Wrong(f"position ({b}, {i}) is already revealed but was chosen again", on, "masked positions only",
+                        f"({b}, {i}), confidence {confidence[b, i].item():.2f}",
+                        "keep `& is_masked` on both parts: the threshold test and the most confident position")
+        expected = sample.threshold_reveal(confidence, is_masked, threshold)  # (B, T)
+        for row in range(confidence.shape[0]):
+            if torch.equal(got[row], expected[row]):
+                continue
+            want, have = expected[row].nonzero().flatten().tolist(), got[row].nonzero().flatten().tolist()
+            if is_masked[row].any() and not got[row].any():
+                hint = ("no masked position of this row is above the threshold, yet each call must reveal one, or "
+                        "the sampler calls the network again and again without progress: add the most confident "
+                        "masked position (sample.select_most_confident(confidence, is_masked, 1))")
+            elif len(have) < len(want):
+                hint = (f"every masked position with confidence > {threshold} is revealed in the same call, not "
+                        "only the best one")
+            else:
+                hint = (f"reveal a masked position only if its confidence is above {threshold} (strictly), or if it "
+                        "is the most confident masked position of its row")
+            raise Wrong(f"row {row} revealed the wrong positions", on, want, have, hint)
+    return ("reveals every masked position above the threshold, and at least the most confident masked one in each "
+            "row that still has a mask: every call makes progress")

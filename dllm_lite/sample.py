@@ -66,7 +66,7 @@ from .fastcache import BlockCache
 
 __all__ = [
     "STRATEGIES", "generate", "sample_tokens", "reveal_probability", "ancestral_step",
-    "reveal_counts", "select_most_confident", "decode_blocks", "answer", "until_eot",
+    "reveal_counts", "select_most_confident", "threshold_reveal", "decode_blocks", "answer", "until_eot",
 ]
 
 STRATEGIES = ("ancestral", "confidence", "threshold", "left_to_right", "random")
@@ -142,6 +142,18 @@ def select_most_confident(confidence, is_masked, k) -> torch.Tensor:
     order = order.gather(1, is_masked.gather(1, order).int().argsort(dim=1, descending=True, stable=True))
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(T, device=order.device).expand(B, T))
     return (rank < k[:, None]) & is_masked
+
+
+def threshold_reveal(confidence, is_masked, threshold) -> torch.Tensor:
+    r"""Boolean (B, T): the positions one threshold step reveals (Fast-dLLM's parallel rule).
+
+    Every masked position whose drawn token the model gives a probability above `threshold`,
+    $\{i : x_t^i = m,\ c^i > \tau\}$, and in each row that still has a mask at least its single
+    most confident one, so that every network call makes progress. A confident stretch is thus
+    revealed in one call; where the model is unsure, one token per call, as confidence decoding
+    does. confidence (B, T) real numbers; is_masked (B, T) bool; threshold a float.
+    """
+    return (is_masked & (confidence > threshold)) | select_most_confident(confidence, is_masked, 1)
 
 
 def _prompt_tensor(prompt, device) -> torch.Tensor:
@@ -288,7 +300,7 @@ def _diffusion(read, x, mask_id, steps, strategy, schedule, sampling, block_size
                 elif i == block_steps - 1:  # threshold, last step of the block: commit all that is left
                     reveal = scope
                 else:
-                    reveal = (scope & (confidence > threshold)) | select_most_confident(confidence, scope, 1)
+                    reveal = threshold_reveal(confidence, scope, threshold)
                 x[reveal] = tokens[reveal]
             taken += 1
             record(x)

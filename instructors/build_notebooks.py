@@ -645,6 +645,68 @@ return (per_row / (t * (L - prompt_len))).mean()          # w(t) = 1/t, each row
                                     "that starts one position late or stops before the row's end (the padding is "
                                     "scored), NaN from a row with no mask, and a loss cut off from `ce`"),
     ),
+    "11_threshold_reveal": dict(
+        title="Exercise 11: threshold decoding, several tokens per network call",
+        learn=["how a sampler can reveal many tokens in one network call where the model is sure, and one where it "
+               "is not (Fast-dLLM's threshold rule)",
+               "why the rule needs a fallback, so that every call makes progress",
+               "how to combine two boolean selections of positions with `&` and `|`"],
+        math=r"""## The math
+
+Confidence decoding (exercise 06) reveals a fixed number $k$ of tokens per call, whatever the
+model thinks. Threshold decoding lets the model decide. At each call the model draws a token
+$\hat x^i$ for every masked position, with confidence $c^i = p_\theta(\hat x^i \mid x_t)$, and
+the step reveals
+
+$$ S = \{\, i : x_t^i = m,\ c^i > \tau \,\} \ \cup\ \{\, i^\star \,\}, \qquad
+   i^\star = \underset{i:\ x_t^i = m}{\arg\max}\ c^i . $$
+
+The first set is every masked position the model is sure of: when it is sure, the product of the
+marginals it samples from is close to the joint, so revealing them together costs little (notebook
+14 shows what it costs when it is not). The second is the fallback: if nothing is above $\tau$, the
+single most confident masked position is revealed anyway, as confidence decoding with $k = 1$ would.
+Without it a call could reveal nothing, and the sampler would call the network again and again with
+the same input. A row with no mask left reveals nothing.""",
+        setup="import torch\n\nfrom dllm_lite import exercises, sample",
+        look="confidence = torch.tensor([[0.97, 0.30, 0.92, 0.60], [0.40, 0.85, 0.20, 0.99]])\n"
+             "is_masked = torch.tensor([[True, True, True, False], [True, True, True, False]])\n"
+             "print(\"the library reveals:\", sample.threshold_reveal(confidence, is_masked, 0.9))",
+        task=r"""## Your turn
+
+Write `threshold_reveal(confidence, is_masked, threshold)`: `confidence` (B, T) floats,
+`is_masked` (B, T) bool, `threshold` a float $\tau$. Return a bool (B, T) tensor that is True at
+every masked position whose confidence is above $\tau$ (strictly), and also at the most confident
+masked position of each row that has a mask. Never select an unmasked position.""",
+        stub='''def threshold_reveal(confidence, is_masked, threshold):
+    """Bool (B, T): every masked position above the threshold, and each row's most confident masked one."""
+    # TODO: the masked positions whose confidence is above the threshold
+    # TODO: the most confident masked position of each row (none in a row with no mask)
+    # TODO: both together
+    raise NotImplementedError''',
+        check="exercises.check_threshold_reveal(threshold_reveal)",
+        hint=hint(
+            idea=["Two sets of positions, then their union. The first: masked and more confident than $\\tau$.",
+                  "The second: in each row, the single masked position with the highest confidence. It may already "
+                  "be in the first set; then the union changes nothing. It matters in a row where no masked "
+                  "position reaches $\\tau$.",
+                  "Already revealed positions are often the most confident of all: leave them out of both sets. "
+                  "A row with no mask has no second set either."],
+            api=["Compare `confidence` with the threshold, and keep only masked positions with `&`: a (B, T) bool "
+                 "tensor.",
+                 "Exercise 06's `select_most_confident(confidence, is_masked, k)` with `k = 1` is the second set; "
+                 "`sample.select_most_confident` is the library's, if you did not keep yours.",
+                 "`|` is the union of two bool tensors of the same shape."],
+            code="""
+above = is_masked & (confidence > threshold)                   # (B, T) sure enough to commit now
+best = sample.select_most_confident(confidence, is_masked, 1)  # (B, T) one per row that has a mask
+return above | best
+"""),
+        after=AFTER.format(where="`threshold_reveal` in `dllm_lite/sample.py`, and where `_diffusion` calls it "
+                                 "(on the last step of a block it reveals all that is left instead)",
+                           mistakes="no fallback (a call that reveals nothing), only the single best position (that "
+                                    "is confidence decoding with $k = 1$), choosing revealed positions again, the "
+                                    "row's best position whether masked or not, and the wrong threshold test"),
+    ),
 }
 
 

@@ -89,6 +89,14 @@ def sft_loss(ce, is_masked, t, prompt_len):
     return (per_row / (t * (L - prompt_len))).mean()  # w(t) = 1/t, each row over its own region length
 
 
+def threshold_reveal(confidence, is_masked, threshold):
+    """11: boolean (B, T), every masked position above the threshold, and each row's most confident masked one."""
+    above = is_masked & (confidence > threshold)  # (B, T) confident enough to commit now
+    best = confidence.masked_fill(~is_masked, float("-inf")).argmax(dim=1, keepdim=True)  # (B, 1)
+    at_least_one = torch.zeros_like(is_masked).scatter(1, best, True) & is_masked  # nothing in a row with no mask
+    return above | at_least_one
+
+
 CHECKS = [
     (exercises.check_corrupt, corrupt),
     (exercises.check_elbo_weight, elbo_weight),
@@ -100,6 +108,7 @@ CHECKS = [
     (exercises.check_infill, infill),
     (exercises.check_block_mask, block_mask),
     (exercises.check_sft_loss, sft_loss),
+    (exercises.check_threshold_reveal, threshold_reveal),
 ]
 
 if __name__ == "__main__":

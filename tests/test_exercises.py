@@ -38,6 +38,7 @@ LIBRARY = [
      lambda x, logits, mask_id, t, s, alpha: sample.ancestral_step(x, logits, mask_id, t, s, _schedule(alpha))),
     (exercises.check_confidence_select, sample.select_most_confident),
     (exercises.check_reveal_counts, sample.reveal_counts),
+    (exercises.check_threshold_reveal, sample.threshold_reveal),
     (exercises.check_sft_loss, lambda ce, is_masked, t, prompt_len: _library_sft_loss(ce, is_masked, t, prompt_len)),
 ]
 
@@ -199,6 +200,26 @@ def select_without_final_and(confidence, is_masked, k):
 
 def select_least_confident(confidence, is_masked, k):
     return solutions.select_most_confident(-confidence, is_masked, k)
+
+
+def threshold_no_progress(confidence, is_masked, threshold):  # no "at least one": a row with none above stalls
+    return is_masked & (confidence > threshold)
+
+
+def threshold_only_best(confidence, is_masked, threshold):  # confidence decoding, one per call: nothing parallel
+    return solutions.select_most_confident(confidence, is_masked, 1)
+
+
+def threshold_ignores_mask(confidence, is_masked, threshold):  # revealed tokens look confident and get chosen again
+    return (confidence > threshold) | solutions.select_most_confident(confidence, is_masked, 1)
+
+
+def threshold_best_of_all(confidence, is_masked, threshold):  # the row's best position, masked or not
+    return (is_masked & (confidence > threshold)) | (confidence == confidence.max(dim=1, keepdim=True).values)
+
+
+def threshold_always_adds_best(confidence, is_masked, threshold):  # the best is added, but the test is >= 0.5
+    return (is_masked & (confidence > 0.5)) | solutions.select_most_confident(confidence, is_masked, 1)
 
 
 def counts_short(n_masked, steps):
@@ -399,6 +420,11 @@ MISTAKES = [
     (exercises.check_confidence_select, select_ignores_mask, "is not masked but was selected"),
     (exercises.check_confidence_select, select_without_final_and, "is not masked but was selected"),
     (exercises.check_confidence_select, select_least_confident, "selected the wrong positions"),
+    (exercises.check_threshold_reveal, threshold_no_progress, "without progress"),
+    (exercises.check_threshold_reveal, threshold_only_best, "in the same call"),
+    (exercises.check_threshold_reveal, threshold_ignores_mask, "already revealed but was chosen again"),
+    (exercises.check_threshold_reveal, threshold_best_of_all, "already revealed but was chosen again"),
+    (exercises.check_threshold_reveal, threshold_always_adds_best, "only if its confidence is above"),
     (exercises.check_reveal_counts, counts_short, "counts for"),
     (exercises.check_reveal_counts, counts_long, "counts for"),
     (exercises.check_reveal_counts, counts_floor, "add up to"),
@@ -560,7 +586,7 @@ def _hint_blocks(source):
 def test_every_exercise_has_a_notebook():
     """One stored notebook per exercise in build_notebooks.py, and one per checker."""
     assert [p.stem for p in EXERCISE_NOTEBOOKS] == sorted(build_notebooks.NOTEBOOKS)
-    assert len(EXERCISE_NOTEBOOKS) == len(solutions.CHECKS) == 10
+    assert len(EXERCISE_NOTEBOOKS) == len(solutions.CHECKS) == 11
 
 
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
