@@ -62,7 +62,7 @@ MODELS = {"ar": ["train.objective=autoregressive", *EQUAL_TIME], "mdlm": EQUAL_T
 # the judge: the AR twin's recipe with its own seed, trained --judge-minutes (the clock ends it too). Trained
 # longer alone it was no judge: an AR model of this size overfits Tiny Shakespeare after ~1,500 steps (a 10-minute
 # judge ended at 1.724 nats/char on validation, worse than its own 1.563 at step 3,000 and than the 5-minute twin's
-# 1.589). So it trains with dropout, keeps a checkpoint every 750 steps, and best_judge keeps the lowest.
+# 1.589). So it trains with dropout, keeps a checkpoint every 750 steps, and best_checkpoint keeps the lowest.
 JUDGE = ["train.objective=autoregressive", "train.seed=1", *EQUAL_TIME, "model.dropout=0.1",
          "train.eval_every=750", "train.save_every=750", "train.keep_last=1000"]
 TEMPERATURES = (1.0, 0.8)
@@ -98,9 +98,10 @@ def validation_loss(net, tokenizer, cfg) -> dict:
     return likelihood(net, rows_of(tokens, cfg.model.seq_len), tokenizer.mask_id)
 
 
-def best_judge(folder: Path, cfg) -> tuple[Path, dict, list]:
-    """The judge run's checkpoint lowest on the whole validation split: (path, its validation loss, every
-    checkpoint's {"checkpoint", "step", "loss"})."""
+def best_checkpoint(folder: Path, cfg) -> tuple[Path, dict, list]:
+    """An AR run's checkpoint lowest on the whole validation split: (path, its validation loss, every
+    checkpoint's {"checkpoint", "step", "loss"}). The judge is chosen so, and the AR twin's early-stopped
+    checkpoint ("ar_best") is judged beside the twin as trained."""
     candidates = []
     for path in sorted(folder.glob("step_*.pt")) + [folder / "latest.pt"]:
         net, tokenizer, _, state = load_checkpoint(path)
@@ -131,6 +132,8 @@ def points(L: int) -> list[dict]:
                             "strategy": "confidence", "steps": math.ceil(L / k), "temperature": temperature})
         out.append({"model": "ar", "sampler": "autoregressive, key/value cache", "tokens_per_call": 1,
                     "steps": L, "temperature": temperature})
+        out.append({"model": "ar_best", "sampler": "autoregressive, key/value cache, early-stopped",
+                    "tokens_per_call": 1, "steps": L, "temperature": temperature})
     return out
 
 
@@ -225,7 +228,7 @@ def plot(result: dict, path: Path) -> None:
     for ax, key, label in [(axes[0], "calls_per_token", "network calls per token"),
                            (axes[1], "tokens_per_s_batch1", "tokens / s at batch 1")]:
         for is_ar, marker, size in [(False, "o", 30), (True, "*", 160)]:
-            group = [p for p in measured if (p["model"] == "ar") == is_ar]
+            group = [p for p in measured if p["model"].startswith("ar") == is_ar]
             shown = ax.scatter([p[key] for p in group], [p["gen_nll"] for p in group], s=size, marker=marker,
                                c=[p["entropy"] for p in group], cmap="viridis", vmin=min(entropy), vmax=max(entropy),
                                edgecolors="black" if is_ar else "none", label="AR, key/value cache" if is_ar else
@@ -257,6 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="where frontier.json and frontier.png go")
     parser.add_argument("--retrain", action="store_true", help="train again even where latest.pt exists")
     parser.add_argument("--no-tasks", action="store_true", help="skip the Sudoku and addition part")
+    parser.add_argument("--resume", action="store_true", help="keep the points already measured in "
+                        "--out/frontier.json (same models, same judge) and measure only the rest")
     parser.add_argument("--tasks-only", action="store_true", help="run only the task part and add it to the "
                         "frontier.json already in --out")
     parser.add_argument("--seed", type=int, default=0)
@@ -283,9 +288,11 @@ def main(argv=None) -> int:
     runs = train_models(args)
     models = {name: load_checkpoint(args.runs / name / "latest.pt")[:2] for name in MODELS}  # (net, tokenizer)
     judge_cfg = load_checkpoint(args.runs / "judge" / "latest.pt")[2]
-    judge_path, validation, candidates = best_judge(args.runs / "judge", judge_cfg)
+    judge_path, validation, candidates = best_checkpoint(args.runs / "judge", judge_cfg)
     judge, judge_tokenizer = load_judge(judge_path, model=models["ar"][0])  # refuses the twin itself
     twin = validation_loss(*models["ar"], judge_cfg)  # the same split, the same way
+    twin_best_path, twin_best, twin_candidates = best_checkpoint(args.runs / "ar", judge_cfg)
+    models["ar_best"] = load_checkpoint(twin_best_path)[:2]
     if validation["loss"] >= twin["loss"]:
         print(f"warning: the judge's validation loss {validation['loss']:.4f} is not below the AR twin's "
               f"{twin['loss']:.4f}: train it longer (--judge-minutes)")
@@ -295,8 +302,15 @@ def main(argv=None) -> int:
               "quick": quick, "gen_nll_unit": "nats per character", "runs": runs,
               "judge": {"folder": runs["judge"]["folder"], "checkpoint": judge_path.name, "minutes": args.judge_minutes,
                         "validation": validation, "ar_twin_validation": twin, "checkpoints": candidates},
+              "ar_best": {"checkpoint": twin_best_path.name, "validation": twin_best, "checkpoints": twin_candidates},
               "points": []}
+    before = previous_result(args.out) if args.resume else {"points": []}
+    measured = {settings(p): p for p in before["points"] if "gen_nll" in p}
     for point in points(result["seq_len"]):
+        key = settings(point)
+        if key in measured:
+            result["points"].append(measured[key])
+            continue
         result["points"].append(measure(point, models, judge, judge_tokenizer, windows, args))
         done = result["points"][-1]
         print(f"{done['model']:5} {done['sampler']:38} T={done['temperature']} " +
@@ -307,6 +321,9 @@ def main(argv=None) -> int:
     if not args.no_tasks:
         result["tasks"] = tasks(args)
         write(result, args.out)
+    elif "tasks" in before:  # --resume --no-tasks keeps the task part measured before
+        result["tasks"] = before["tasks"]
+        write(result, args.out)
     return 0
 
 
@@ -316,6 +333,19 @@ def write(result: dict, out: Path) -> None:
     (out / "frontier.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, out / "frontier.png")
     print(f"wrote {out / 'frontier.json'} and {out / 'frontier.png'}")
+
+
+def settings(point: dict) -> str:
+    """A point's sampling settings (the keys points() gives it) as one comparable string."""
+    keys = ("model", "sampler", "tokens_per_call", "strategy", "steps", "threshold", "block_size", "block_cache",
+            "temperature")
+    return json.dumps({key: point.get(key) for key in keys}, sort_keys=True)
+
+
+def previous_result(out: Path) -> dict:
+    """out/frontier.json as an earlier run left it ({"points": []} if there is none)."""
+    path = out / "frontier.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"points": []}
 
 
 def tasks_only(args) -> int:

@@ -57,7 +57,9 @@ def test_every_point_of_the_frontier_is_measured_with_its_fields(frontier, resul
     assert confidence == {k: 1 / k for k in (1, 2, 4, 8, 16)}  # L = 32 positions in 32 / k calls
     assert sorted(p["threshold"] for p in measured if p["sampler"] == "threshold") == [0.5, 0.5, 0.7, 0.7, 0.9, 0.9,
                                                                                      0.95, 0.95]
-    assert {p["model"] for p in measured} == {"ar", "mdlm", "bd4", "bd16"}
+    assert {p["model"] for p in measured} == {"ar", "ar_best", "mdlm", "bd4", "bd16"}
+    early = {c["checkpoint"]: c["loss"] for c in data["ar_best"]["checkpoints"]}  # the twin, early-stopped
+    assert data["ar_best"]["validation"]["loss"] == early[data["ar_best"]["checkpoint"]] == min(early.values())
     caches = [p for p in points if p.get("block_cache")]
     assert len(caches) == 8  # prefix and dual, at 1 and 4 tokens per call, at two temperatures
     assert all("gen_nll" in p for p in caches) == frontier.HAS_BLOCK_CACHE
@@ -101,3 +103,13 @@ def test_the_judge_is_the_checkpoint_lowest_on_validation_not_the_last(frontier,
 def test_tasks_only_refuses_an_out_folder_with_no_result_to_add_to(frontier, tmp_path, capsys):
     with pytest.raises(SystemExit, match="does not exist"):
         frontier.main(["--quick", "--tasks-only", "--out", str(tmp_path / "none")])
+
+
+def test_resume_measures_only_the_points_not_yet_in_the_result(frontier, result, monkeypatch):
+    out, data = result
+    before = (out / "frontier.json").read_text()
+    monkeypatch.setattr(frontier, "measure", lambda *a, **k: pytest.fail("a point measured again"))
+    assert frontier.main(["--quick", "--resume", "--no-tasks", "--runs", str(out / "runs"), "--out", str(out)]) == 0
+    after = json.loads((out / "frontier.json").read_text())
+    assert after["points"] == data["points"] and after["tasks"] == data["tasks"]  # the task part is kept
+    (out / "frontier.json").write_text(before)
