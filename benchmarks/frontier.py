@@ -216,11 +216,119 @@ def tasks(args) -> dict:
     return out
 
 
+# ---- the answers and the table ----------------------------------------------------------------------------
+
+NLL_MARGIN, ENTROPY_MARGIN = 0.05, 0.02  # "as good as": within 0.05 nats/char of gen-NLL, entropy within 2%
+
+
+def as_good(point: dict, reference: dict) -> bool:
+    """A point's samples are as good as the reference's: gen-NLL at most NLL_MARGIN above it, and entropy within
+    ENTROPY_MARGIN of it (a lower gen-NLL bought with repetition does not count)."""
+    return (point["gen_nll"] <= reference["gen_nll"] + NLL_MARGIN
+            and abs(point["entropy"] - reference["entropy"]) <= ENTROPY_MARGIN * reference["entropy"])
+
+
+def versus_ar(result: dict, reference: str = "ar") -> list[dict]:
+    """Per temperature, the frontier question: the fewest calls per token of any diffusion point as good as the
+    AR model `reference` ("ar": the twin as trained; "ar_best": early-stopped), and its speed against AR's; or,
+    if there is none, the diffusion point at AR's entropy that comes closest, and by how much it misses."""
+    measured = [p for p in result["points"] if "gen_nll" in p]
+    out = []
+    for temperature in sorted({p["temperature"] for p in measured}, reverse=True):
+        here = [p for p in measured if p["temperature"] == temperature]
+        ar = next((p for p in here if p["model"] == reference), None)
+        if ar is None:
+            continue
+        diffusion = [p for p in here if not p["model"].startswith("ar")]
+        good = [p for p in diffusion if as_good(p, ar)]
+        row = {"temperature": temperature, "reference": reference, "ar_gen_nll": ar["gen_nll"],
+               "ar_entropy": ar["entropy"], "ar_tokens_per_s_batch1": ar["tokens_per_s_batch1"],
+               "ar_tokens_per_s_batch16": ar["tokens_per_s_batch16"]}
+        if good:
+            best = min(good, key=lambda p: (p["calls_per_token"], p["gen_nll"]))
+            row.update(answer="found", point=best, speedup_batch1=best["tokens_per_s_batch1"] / ar["tokens_per_s_batch1"],
+                       speedup_batch16=best["tokens_per_s_batch16"] / ar["tokens_per_s_batch16"])
+        else:
+            entropic = [p for p in diffusion if abs(p["entropy"] - ar["entropy"]) <= ENTROPY_MARGIN * ar["entropy"]]
+            closest = min(entropic or diffusion, key=lambda p: p["gen_nll"])
+            row.update(answer="never", closest=closest, entropy_matched=bool(entropic),
+                       miss=closest["gen_nll"] - ar["gen_nll"])
+        out.append(row)
+    return out
+
+
+def parallel_target(result: dict) -> list[dict]:
+    """Parallel decoding's promise, per diffusion model, sampler and temperature: the point with the fewest calls
+    per token (at least 4 tokens per call) as good as the same model and sampler at 1 token per call (threshold
+    is measured against confidence); where none is, the fast point that misses by least."""
+    measured = [p for p in result["points"] if "gen_nll" in p and not p["model"].startswith("ar")]
+    out = []
+    for one in [p for p in measured if p.get("tokens_per_call") == 1]:
+        same = [p for p in measured if p["model"] == one["model"] and p["temperature"] == one["temperature"] and (
+            p["sampler"] == one["sampler"] or (one["sampler"] == "confidence" and p["sampler"] == "threshold"))]
+        fast = [p for p in same if p["calls_per_token"] <= 0.25]
+        good = [p for p in fast if as_good(p, one)]
+        if good:  # the fastest that meets it; else the one that misses by least
+            best = min(good, key=lambda p: (p["calls_per_token"], p["gen_nll"]))
+        else:
+            best = min(fast, key=lambda p: p["gen_nll"], default=None)
+        out.append({"model": one["model"], "sampler": one["sampler"], "temperature": one["temperature"],
+                    "one_per_call": one["gen_nll"], "met": bool(good), "best": best,
+                    "miss": None if best is None else best["gen_nll"] - one["gen_nll"]})
+    return out
+
+
+def label(point: dict) -> str:
+    """A point's sampler in a few words: 'confidence, 4 per call', 'threshold 0.9', ..."""
+    text = point["sampler"] + (f" τ={point['threshold']}" if point.get("threshold") else "")
+    return text + (f", {point['tokens_per_call']} per call" if point.get("tokens_per_call") else "")
+
+
+def table(result: dict) -> str:
+    """Every measured point as a markdown table (for RESULTS.md)."""
+    lines = ["| model | sampler | T | calls/token | gen-NLL (nats/char) | entropy | distinct-2 | memorisation | "
+             "tokens/s batch 1 | tokens/s batch 16 |", "|" + " --- |" * 10]
+    for p in result["points"]:
+        if "gen_nll" in p:
+            lines.append(f"| {p['model']} | {label(p)} | {p['temperature']} | {p['calls_per_token']:.3f} | "
+                         f"{p['gen_nll']:.3f} ± {p['gen_nll_stderr']:.3f} | {p['entropy']:.3f} | {p['distinct2']:.3f} | "
+                         f"{p['memorisation']:.3f} | {p['tokens_per_s_batch1']:,.0f} | {p['tokens_per_s_batch16']:,.0f} |")
+    return "\n".join(lines)
+
+
+def report(result: dict) -> str:
+    """The answers, in words, one line each: the frontier question against both AR references, then the
+    parallel-decoding target."""
+    lines = []
+    for reference in ("ar", "ar_best"):
+        for row in versus_ar(result, reference):
+            head = (f"T={row['temperature']} vs {reference} (gen-NLL {row['ar_gen_nll']:.3f}, entropy "
+                    f"{row['ar_entropy']:.3f}): ")
+            if row["answer"] == "found":
+                p = row["point"]
+                lines.append(head + f"{p['model']} {label(p)} at {p['calls_per_token']:.3f} calls/token, gen-NLL "
+                             f"{p['gen_nll']:.3f}, entropy {p['entropy']:.3f}; speed vs AR {row['speedup_batch1']:.2f}x "
+                             f"at batch 1, {row['speedup_batch16']:.2f}x at batch 16")
+            else:
+                p = row["closest"]
+                lines.append(head + f"never; closest {'at AR entropy' if row['entropy_matched'] else 'of all'}: "
+                             f"{p['model']} {label(p)}, gen-NLL {p['gen_nll']:.3f} (+{row['miss']:.3f}), entropy "
+                             f"{p['entropy']:.3f}, {p['calls_per_token']:.3f} calls/token")
+    for row in parallel_target(result):
+        best = row["best"]
+        lines.append(f"target >=4 tokens/call, {row['model']} {row['sampler']} T={row['temperature']} (1 per call "
+                     f"{row['one_per_call']:.3f}): " + ("no point at <= 0.25 calls/token" if best is None else
+                     f"{'met' if row['met'] else 'missed'} by {label(best)}: {best['gen_nll']:.3f} "
+                     f"({row['miss']:+.3f}), entropy {best['entropy']:.3f}, {best['calls_per_token']:.3f} calls/token"))
+    return "\n".join(lines)
+
+
 # ---- the plot -----------------------------------------------------------------------------------------------
 
 def plot(result: dict, path: Path) -> None:
     """Calls per token and tokens/s (batch 1) against gen-NLL, coloured by entropy; AR's points starred."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     measured = [p for p in result["points"] if "gen_nll" in p]
     entropy = [p["entropy"] for p in measured]
@@ -236,6 +344,8 @@ def plot(result: dict, path: Path) -> None:
         ax.axhline(result["judge"]["validation"]["loss"], color="grey", ls="--", lw=1,
                    label="validation text under the judge")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # 0.1, 1, 1000 rather than powers of ten
+        ax.xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks: their labels overlapped
         ax.set_xlabel(label)
     axes[0].set_ylabel("gen-NLL under the judge (nats / character)")
     axes[0].legend(fontsize=8)
@@ -260,6 +370,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="where frontier.json and frontier.png go")
     parser.add_argument("--retrain", action="store_true", help="train again even where latest.pt exists")
     parser.add_argument("--no-tasks", action="store_true", help="skip the Sudoku and addition part")
+    parser.add_argument("--report", action="store_true", help="print the answers and the markdown table of the "
+                        "frontier.json in --out, and exit")
     parser.add_argument("--resume", action="store_true", help="keep the points already measured in "
                         "--out/frontier.json (same models, same judge) and measure only the rest")
     parser.add_argument("--tasks-only", action="store_true", help="run only the task part and add it to the "
@@ -281,6 +393,12 @@ def main(argv=None) -> int:
     args.task_runs = args.task_runs or (args.runs / "tasks" if quick else ROOT / "runs" / "diffusion_wins")
     if args.tasks_only:
         return tasks_only(args)
+    if args.report:
+        result = previous_result(args.out)
+        if not result["points"]:
+            sys.exit(f"error: --report reads {args.out / 'frontier.json'}, which does not exist or holds no points")
+        print(report(result) + "\n\n" + table(result))
+        return 0
 
     print(f"plan: up to {4 * args.minutes + args.judge_minutes:g} minutes of training for the four models and the "
           f"judge, then {len(points(128))} points of {args.samples} samples each" + ("" if args.no_tasks else
@@ -318,6 +436,7 @@ def main(argv=None) -> int:
                f"calls/token={done['calls_per_token']:.3f} gen_nll={done['gen_nll']:.3f}"
                f"±{done['gen_nll_stderr']:.3f} entropy={done['entropy']:.3f}"))
     write(result, args.out)  # before the tasks, so that a failure there loses none of this
+    print(report(result))
     if not args.no_tasks:
         result["tasks"] = tasks(args)
         write(result, args.out)

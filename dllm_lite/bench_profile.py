@@ -64,7 +64,7 @@ def profile_tables(*, n_layer, n_head, n_embd, seq_len, batch_size, vocab_size, 
         optimizer.zero_grad(set_to_none=True)
 
     tables = {"train_step": _table(_profiled(train_step, device), device, rows)}
-    del net, optimizer
+    net = optimizer = None  # the training step's memory is freed before the decode profile
 
     cfg = ModelConfig(vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, seq_len=seq_len, causal=True)
     ar = Transformer(cfg).to(device).eval()

@@ -1,5 +1,4 @@
 """Tests for dllm_lite.config: YAML loading, dotted overrides, round trips, and one-line errors with a fix."""
-import dataclasses
 import math
 import textwrap
 import time

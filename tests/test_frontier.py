@@ -95,7 +95,7 @@ def test_the_judge_is_the_checkpoint_lowest_on_validation_not_the_last(frontier,
     better, worse = sorted(loss, key=loss.get)
     shutil.copy(better, folder / "step_000001.pt")  # an earlier checkpoint that is better than the last one
     shutil.copy(worse, folder / "latest.pt")
-    path, validation, candidates = frontier.best_judge(folder, cfg)
+    path, validation, candidates = frontier.best_checkpoint(folder, cfg)
     assert path.name == "step_000001.pt" and validation["loss"] == loss[better]
     assert sorted(c["loss"] for c in candidates) == sorted(loss.values())
 
@@ -113,3 +113,37 @@ def test_resume_measures_only_the_points_not_yet_in_the_result(frontier, result,
     after = json.loads((out / "frontier.json").read_text())
     assert after["points"] == data["points"] and after["tasks"] == data["tasks"]  # the task part is kept
     (out / "frontier.json").write_text(before)
+
+
+def _point(model, sampler, gen_nll, entropy, calls, b1=100.0, b16=1000.0, k=None, temperature=1.0):
+    return {"model": model, "sampler": sampler, "tokens_per_call": k, "temperature": temperature, "gen_nll": gen_nll,
+            "gen_nll_stderr": 0.01, "entropy": entropy, "distinct2": 0.1, "memorisation": 0.1, "calls_per_token": calls,
+            "tokens_per_s_batch1": b1, "tokens_per_s_batch16": b16}
+
+
+def test_the_frontier_answer_is_the_fewest_calls_as_good_as_ar_and_repetition_does_not_count(frontier):
+    ar = _point("ar", "autoregressive, key/value cache", 1.60, 3.00, 1.0, b1=200.0, b16=2000.0, k=1)
+    one = _point("mdlm", "confidence", 1.62, 2.99, 1.0, k=1)
+    four = _point("mdlm", "confidence", 1.64, 3.02, 0.25, b1=600.0, b16=8000.0, k=4)
+    repeats = _point("mdlm", "confidence", 1.00, 2.50, 0.125, b1=900.0, k=8)  # low gen-NLL, low entropy
+    (row,) = frontier.versus_ar({"points": [ar, one, four, repeats]})
+    assert row["answer"] == "found" and row["point"] is four
+    assert row["speedup_batch1"] == 3.0 and row["speedup_batch16"] == 4.0
+    (target,) = [t for t in frontier.parallel_target({"points": [one, four, repeats]})]
+    assert target["met"] and target["best"] is four and abs(target["miss"] - 0.02) < 1e-12
+
+    far = _point("mdlm", "ancestral", 1.90, 3.01, 1.0, k=1)
+    (row,) = frontier.versus_ar({"points": [ar, far, repeats]})
+    assert row["answer"] == "never" and row["closest"] is far and row["entropy_matched"]
+    assert abs(row["miss"] - 0.30) < 1e-12
+    assert "never" in frontier.report({"points": [ar, far, repeats]})
+    assert "| mdlm | ancestral, 1 per call | 1.0 | 1.000 | 1.900 ± 0.010 |" in frontier.table({"points": [far]})
+
+
+def test_report_prints_the_answers_and_table_of_a_stored_result(frontier, result, capsys):
+    out, _ = result
+    assert frontier.main(["--report", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "T=1.0 vs ar " in text and "T=0.8 vs ar_best " in text and "| model | sampler |" in text
+    with pytest.raises(SystemExit, match="does not exist"):
+        frontier.main(["--report", "--out", str(out / "none")])

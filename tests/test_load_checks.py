@@ -4,7 +4,6 @@ when it is killed half way through --overwrite."""
 
 import errno
 import json
-import shutil
 
 import pytest
 import torch

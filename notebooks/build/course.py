@@ -30,6 +30,7 @@ EXERCISES = {
     "10": [("08_infill", "fill a gap with sample.generate")],
     "11": [("09_block_mask", "build block diffusion's attention mask")],
     "12": [("10_sft_loss", "write the SFT loss from per-position cross-entropies")],
+    "14": [("11_threshold_reveal", "write threshold decoding's reveal rule")],
 }
 # Notebook 09 trains its two character models with these overrides, and notebook 10 asks for its
 # checkpoints by the same ones: one text for both cells, so that the two cannot drift apart (a
