@@ -30,7 +30,8 @@ A masked diffusion model may reveal several tokens with one network call, in any
 promise behind LLaDA, Fast-dLLM, Mercury and Gemini Diffusion: if an autoregressive (AR) model
 writes one token per call, a diffusion model that writes four should be four times faster. The
 question every user asks is what that costs in quality. This notebook measures it for the
-character models of this course, on a CPU, against an AR model with its key/value cache. You will:
+character models of this course, on a CPU, against an AR model with its key/value cache. What you
+will learn, in five parts:
 
 1. read the **speed–quality frontier**: network calls per token and tokens per second against the
    quality of the samples, for five diffusion samplers at several speeds and the AR model;
@@ -394,6 +395,18 @@ answer in a single call. The AR model solves all 500 in its 6 calls.
 
 The numbers come from one run of `python benchmarks/frontier.py` on a 2-core CPU (about two hours);
 `benchmarks/RESULTS.md` has the commands and the whole table.
+
+**Things to try:**
+
+- Decode the Sudoku puzzle of section 3 at $\tau = 0.99$, 0.7 and 0.5: count the calls, and see which
+  cells go wrong first.
+- Add 0.99 to `THRESHOLDS` in `benchmarks/frontier.py` and rerun its task part
+  (`python benchmarks/frontier.py --tasks-only`): does a stricter threshold close the gap to one
+  position per call on Sudoku, and how many calls does it cost?
+- After a run of the frontier, judge a sampler of your own choice with the evaluation command, e.g.
+  `python -m dllm_lite.evaluate --checkpoint runs/frontier/mdlm/latest.pt --samples 64 --judge
+  runs/frontier/judge/latest.pt --strategy threshold --threshold 0.5` (use the judge checkpoint that
+  `frontier.json` names).
 """)]
 
 
