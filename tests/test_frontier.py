@@ -70,7 +70,7 @@ def test_task_decoding_gives_exact_match_against_calls_per_answer(result):
     for task in ("sudoku", "addition"):
         rows = data["tasks"][task]["points"]
         assert data["tasks"][task]["test_prompts"] == 6
-        assert [r["sampler"] for r in rows] == ["autoregressive"] + ["confidence"] * 5 + ["threshold"] * 4
+        assert [r["sampler"] for r in rows] == ["autoregressive"] + ["confidence"] * 5 + ["threshold"] * 6
         assert all(0 <= r["exact_match"] <= 1 and r["calls_per_answer"] >= 1 for r in rows)
         answer = data["tasks"][task]["answer_positions"]
         one_per_call = rows[1]["calls_per_answer"]
