@@ -93,20 +93,26 @@ def train_models(args) -> dict:
     return runs
 
 
-def validation_loss(net, tokenizer, cfg) -> dict:
-    """An AR model's exact next-token loss on the whole validation split, nats per character, with its stderr."""
-    tokens = load_tokens(cfg.data, tokenizer, "validation").astype("int64")
-    return likelihood(net, rows_of(tokens, cfg.model.seq_len), tokenizer.mask_id)
+def validation_rows(tokenizer, cfg) -> list:
+    """The whole validation split as rows of cfg.model.seq_len tokens."""
+    return rows_of(load_tokens(cfg.data, tokenizer, "validation").astype("int64"), cfg.model.seq_len)
+
+
+def validation_loss(net, tokenizer, cfg, rows=None) -> dict:
+    """An AR model's exact next-token loss on the whole validation split (or on `rows` of it, read once by the
+    caller), nats per character, with its stderr."""
+    return likelihood(net, validation_rows(tokenizer, cfg) if rows is None else rows, tokenizer.mask_id)
 
 
 def best_checkpoint(folder: Path, cfg) -> tuple[Path, dict, list]:
     """An AR run's checkpoint lowest on the whole validation split: (path, its validation loss, every
     checkpoint's {"checkpoint", "step", "loss"}). The judge is chosen so, and the AR twin's early-stopped
     checkpoint ("ar_best") is judged beside the twin as trained."""
-    candidates = []
+    candidates, rows = [], None
     for path in sorted(folder.glob("step_*.pt")) + [folder / "latest.pt"]:
         net, tokenizer, _, state = load_checkpoint(path)
-        candidates.append((validation_loss(net, tokenizer, cfg), path, state.get("step")))
+        rows = validation_rows(tokenizer, cfg) if rows is None else rows  # one run: one tokenizer, read once
+        candidates.append((validation_loss(net, tokenizer, cfg, rows), path, state.get("step")))
     validation, path, _ = min(candidates, key=lambda c: c[0]["loss"])
     return path, validation, [{"checkpoint": p.name, "step": step, "loss": v["loss"]} for v, p, step in candidates]
 
