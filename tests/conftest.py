@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: tiny networks and a tiny training config, so that every test takes
 a few seconds on a CPU."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ from dllm_lite.config import load_config
 from dllm_lite.model import ModelConfig, Transformer
 
 CORPUS = "".join(f"{i} the quick brown fox jumps over the lazy dog; she sells sea shells.\n" for i in range(120))
+
+
+def load_script(relative: str):
+    """A script of the repository (benchmarks/, docs/: folders that are not packages) as a module, by its path
+    relative to the repository root, e.g. load_script("benchmarks/frontier.py")."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_net(vocab_size=5, seq_len=6, causal=False, seed=0, scale=1.0, **kwargs):

@@ -1,21 +1,16 @@
 """benchmarks/diffusion_wins.py, the driver of notebook 13's experiments, still runs end to end
 (in seconds: every run stopped after a moment, results into a temporary folder)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def driver():
-    spec = importlib.util.spec_from_file_location("diffusion_wins", ROOT / "benchmarks" / "diffusion_wins.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+
+    return load_script("benchmarks/diffusion_wins.py")
 
 
 def test_the_data_experiment_picks_ar_regularisation_on_the_first_size_and_keeps_it(driver, tmp_path):

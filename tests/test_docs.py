@@ -15,10 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _load(name):
     """docs/<name>.py as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+
+    return load_script(f"docs/{name}.py")
 
 
 build_api = _load("build_api")

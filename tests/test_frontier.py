@@ -1,22 +1,17 @@
 """benchmarks/frontier.py, the speed-quality frontier driver, runs end to end in its --quick mode
 (tiny models trained for a moment, a few samples per point) and writes the JSON and the plot."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def frontier():
-    spec = importlib.util.spec_from_file_location("frontier", ROOT / "benchmarks" / "frontier.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+
+    return load_script("benchmarks/frontier.py")
 
 
 @pytest.fixture(scope="module")
