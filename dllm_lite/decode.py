@@ -106,16 +106,32 @@ class Decoder:
         self.net, self.cache, self.width, self.cuda = net, caches[key], width, p.device.type == "cuda"
         self.cache.length = 0
         self.compiled = None
+        self.ids = self.only_at = None  # the compiled step's inputs, see _inputs
         if compile:
             mode = "reduce-overhead" if self.cuda else None  # CUDA graphs on a GPU
             if mode not in _COMPILED:
                 _COMPILED[mode] = torch.compile(_step, mode=mode)
             self.compiled = _COMPILED[mode]
 
+    def _inputs(self, ids, only_at):
+        """ids and only_at copied into buffers of their own. A slice of a longer sequence has strides that
+        depend on that sequence's length, and a compiled step is specialised on strides (even those of a
+        size-1 dimension): passed as they are, each new total length would compile the step again."""
+        if self.ids is None:
+            self.ids = torch.empty_like(ids, memory_format=torch.contiguous_format)
+        self.ids.copy_(ids)
+        if only_at is None:
+            return self.ids, None
+        if self.only_at is None:
+            self.only_at = torch.empty_like(only_at, memory_format=torch.contiguous_format)
+        self.only_at.copy_(only_at)
+        return self.ids, self.only_at
+
     def __call__(self, ids: torch.Tensor, extend: bool = True, only_at: "torch.Tensor | None" = None):
         T, start = ids.shape[1], self.cache.length
         self.cache.at = torch.arange(start, start + T, device=ids.device)  # (T,)
         if self.compiled is not None and T == self.width:
+            ids, only_at = self._inputs(ids, only_at)
             try:
                 logits = self.compiled(self.net, self.cache, ids, only_at, extend)
                 logits = logits.clone() if self.cuda else logits  # a CUDA graph reuses its output memory

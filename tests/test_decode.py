@@ -60,6 +60,23 @@ def test_compiled_decoding_gives_the_eager_tokens(case, ar_net, block_net, capsy
     assert torch.equal(compiled, again)
 
 
+@pytest.mark.parametrize("case", ["ar", "block"])
+def test_the_compiled_step_is_not_compiled_again_for_another_length(case, ar_net, block_net, capsys):
+    """A one-token slice of a (B, T) sequence has a stride of T: passed to the compiled step as it is, each new
+    total length compiled the step again (and on a GPU recorded another CUDA graph). Block diffusion compiles
+    two graphs (a denoising call, a call that extends the cache), AR one; neither grows with the length."""
+    from torch._dynamo.utils import counters
+
+    net = ar_net if case == "ar" else block_net
+    graphs = []
+    for length, prompt in [(9, [1, 2, 3]), (17, [1, 2, 3, 4, 5]), (12, [1])]:
+        sample.generate(net, mask_id=MASK, length=length, steps=length, prompt=prompt, compile=True,
+                        generator=torch.Generator().manual_seed(0))
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] == graphs[1] == graphs[2], dict(counters["recompiles"])
+    assert "torch.compile failed" not in capsys.readouterr().err
+
+
 def test_a_failed_compilation_falls_back_to_eager_with_one_line(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler\nmore detail")
