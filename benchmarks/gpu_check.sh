@@ -5,7 +5,8 @@
 #   2. the sampling bench, small shape, L = 1024, batch 1 and 16: AR with its cache, diffusion
 #      (confidence) and block diffusion K = 16 with its cache, each row under a time limit it finishes inside
 #   3. compiled decoding (generate(compile=True)) at batch 1: AR and block diffusion K = 16, each warmed up
-#      (compiled) by an untimed run of itself
+#      (compiled) by an untimed run of itself; each row counts the graphs its timed run compiled again and the
+#      CUDA graphs it skipped (both should be 0), and TORCH_LOGS says why (parts 3, 6 and 7)
 #   4. torch.profiler tables: one diffusion training step and one AR decode step
 #   5. the training bench, eager: diffusion, AR, block diffusion K = 16 and the plain GPT-2 reference
 #   6. the training bench, compiled diffusion next to eager
@@ -62,6 +63,8 @@ nvidia-smi -L 2>&1 | tee -a "$LOG"
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda, '| gpu', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
 BENCH=("$PY" -m dllm_lite.bench --no-progress)
+# the compiled parts log every recompile and every compiled graph that could not run as a CUDA graph, with why
+COMPILE_LOGS=(TORCH_LOGS=recompiles,cudagraphs)
 if [ "$CPU" = 1 ]; then
     SHAPE=(--tiny --device cpu)
     SAMPLE=(--sample-batch-sizes 1,2 --sample-steps 4,16 --block-size 8 --sample-limit-s 10)
@@ -87,7 +90,7 @@ part "sampling bench" 95 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training \
 if [ "$CPU" = 1 ]; then
     say ""; say "== compiled decode: skipped (cpu mode)"
 else
-    part "compiled decode" 60 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training --strategies confidence \
+    part "compiled decode" 60 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-training --strategies confidence \
         --sample-batch-sizes "" --compile-decode 1 --sample-steps 256 --block-size 16 --sample-limit-s 25 \
         --json "$OUT/decode.json"
 fi
@@ -101,9 +104,9 @@ if [ "$CPU" = 1 ]; then
     say ""; say "== training bench, compiled: skipped (cpu mode)"
     say ""; say "== tiny.yaml, eager and compiled: skipped (cpu mode)"
 else
-    part "training bench, compiled" 75 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
+    part "training bench, compiled" 75 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --json "$OUT/train_compile.json"
-    part "tiny.yaml, eager and compiled" 45 /dev/null "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
+    part "tiny.yaml, eager and compiled" 45 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --steps 20 --json "$OUT/tiny.json"
 fi
 

@@ -193,8 +193,10 @@ def row_line(row) -> str:
     if row["kind"] == "train":
         mfu = "" if row["mfu"] is None else f", MFU {100 * row['mfu']:.1f}%"
         return f"{where}: {row['tokens_per_s']:,.0f} tokens/s, {row['step_ms']:.1f} ms/step{gib}{mfu}"
+    compiled = "" if row.get("graphs_compiled") is None else \
+        f", compiled {row['graphs_compiled']} graphs and skipped CUDA graphs {row['cudagraph_skips']} times while timed"
     return (f"{where}: {row['tokens_per_s']:,.0f} tokens/s, {row['network_calls']} network calls, "
-            f"{row['ms_per_call']:.2f} ms/call, {row['seconds']:.2f} s{gib}")
+            f"{row['ms_per_call']:.2f} ms/call, {row['seconds']:.2f} s{gib}{compiled}")
 
 
 def merge_results(parts: list[dict]) -> dict:

@@ -206,6 +206,15 @@ def _warm_up(o, nets, device, dtype, batch_size, forward):
         forward[(kind, batch_size)] = gib.get("value")
 
 
+def compile_counts() -> dict:
+    """torch.compile's running counts in this process: graphs compiled, and compiled graphs that were meant to run
+    as CUDA graphs but could not (the reason goes to the log under TORCH_LOGS=cudagraphs)."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs_compiled": counters["stats"]["unique_graphs"],
+            "cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
+
+
 def run_bench(**options) -> dict:
     """Run the benchmark described by `BenchOptions(**options)`; return {meta, training, sampling, targets, notes}.
 
@@ -247,15 +256,19 @@ def run_bench(**options) -> dict:
                 _warm_up(o, nets, device, dtype, kw["batch_size"], forward)
                 continue
             net, gib = nets[kind], forward.get((kind, kw["batch_size"])) if kw["length"] == o.sample_length else None
-            if kw.get("compile"):  # the same call untimed first: it compiles (a new length or width recompiles)
+            if kw.get("compile"):  # the same call untimed first: it compiles (a new batch size or width recompiles)
                 warm = guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s, **kw),
                                {"name": name}, device)
                 if o.verbose:
                     print(f"sample warm-up (compiles) {name} B={kw['batch_size']}: {warm.get('seconds') or 0:.1f} s"
                           + (f", {warm['error']}" if warm["error"] else ""), flush=True)
             row = dict(sampling_row(net, name, **kw), limit_s=o.sample_limit_s, forward_gib=gib)
-            record("sampling", guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s,
-                                                             forward_gib=gib, seed=o.seed, **kw), row, device))
+            before = compile_counts()
+            row = guarded(lambda: time_sampling(net, device, dtype, name=name, limit_s=o.sample_limit_s,
+                                                forward_gib=gib, seed=o.seed, **kw), row, device)
+            if kw.get("compile"):  # what the timed run compiled again or ran without CUDA graphs: should be 0, 0
+                row.update({k: v - before[k] for k, v in compile_counts().items()})
+            record("sampling", row)
     add_ratios(results)
     results["targets"] = check_targets(results)
     if o.json_path:

@@ -432,6 +432,23 @@ def test_compiled_decode_rows_warm_up_then_pass_compile_to_generate(monkeypatch)
     assert rows[0]["vs_ar"] is None  # a compiled AR row is not the eager AR reference
 
 
+def test_a_compiled_row_counts_what_its_timed_run_compiled(monkeypatch, capsys):
+    """The warm-up compiles; a compile during the timed run (a recompile) is counted in the row and its line."""
+    calls = []
+
+    def fake_generate(net, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the timed run of the first row compiles something new
+            torch.compile(lambda t: t * 2 + 1)(torch.ones(3))
+        kwargs["stats"].update(network_calls=1, steps=1)
+
+    monkeypatch.setattr(bench_timing, "generate", fake_generate)
+    rows = bench.run_bench(**dict(bench.TINY, device="cpu", training=False, progress=False, sample_batch_sizes=(),
+                                  compile_decode=(1,), block_size=8))["sampling"]
+    assert [(r["graphs_compiled"], r["cudagraph_skips"]) for r in rows] == [(1, 0), (0, 0)]
+    assert "compiled 1 graphs and skipped CUDA graphs 0 times while timed" in capsys.readouterr().out
+
+
 def test_a_failed_compile_warm_up_is_reported_and_the_row_still_runs(monkeypatch, capsys):
     runs = []
 

@@ -13,13 +13,15 @@ from dllm_lite import bench
 
 GPU_CHECK = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.sh"
 FAKE_PYTHON = """#!/bin/sh
+printf '%s\\037' "${TORCH_LOGS:-}" >> "$CALLS"
 for arg in "$@"; do printf '%s\\037' "$arg"; done >> "$CALLS"
 echo >> "$CALLS"
 """
 
 
 def run_gpu_check(tmp_path, **env):
-    """Run benchmarks/gpu_check.sh with a stand-in python that only records its arguments: (calls, log)."""
+    """Run benchmarks/gpu_check.sh with a stand-in python that only records its arguments and TORCH_LOGS:
+    (calls, log, torch_logs), torch_logs[i] the TORCH_LOGS of calls[i]."""
     if shutil.which("bash") is None or shutil.which("timeout") is None:
         pytest.skip("needs bash and coreutils' timeout")
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -37,11 +39,12 @@ def run_gpu_check(tmp_path, **env):
                                **env})
     assert done.returncode == 0, done.stderr
     log = (out / "gpu_check.log").read_text()
-    return [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()], log
+    fields = [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()]
+    return [f[1:] for f in fields], log, [f[0] for f in fields]
 
 
 def test_gpu_check_runs_every_part_inside_its_budget(tmp_path):
-    calls, log = run_gpu_check(tmp_path)
+    calls, log, torch_logs = run_gpu_check(tmp_path)
     bench_calls = [c[2:] for c in calls if c[:2] == ["-m", "dllm_lite.bench"]]
     parser = bench._parser()
     for argv in bench_calls:
@@ -56,13 +59,17 @@ def test_gpu_check_runs_every_part_inside_its_budget(tmp_path):
     decode = next(argv for argv in runs if "--compile-decode" in argv)
     assert decode[decode.index("--compile-decode") + 1] == "1" and "16" in decode  # AR and block K = 16, batch 1
     assert all(argv[argv.index("--json") + 1].startswith(str(tmp_path / "out")) for argv in runs)
+    compiled = {i for i, c in enumerate(calls) if "--compile-decode" in c or "--compare" in c and "compile" in c}
+    assert len(compiled) == 3  # compiled decode, the small shape compiled, tiny.yaml compiled
+    for i, logs in enumerate(torch_logs):  # the compiled parts log recompiles and skipped CUDA graphs
+        assert logs == ("recompiles,cudagraphs" if i in compiled else ""), calls[i]
 
 
 def test_gpu_check_cpu_mode_and_a_spent_budget(tmp_path):
-    calls, log = run_gpu_check(tmp_path, GPU_CHECK_CPU="1")
+    calls, log, _ = run_gpu_check(tmp_path, GPU_CHECK_CPU="1")
     assert "cuda tests: skipped (cpu mode)" in log and not any(c[:2] == ["-m", "pytest"] for c in calls)
     assert all("--tiny" in c for c in calls if c[:2] == ["-m", "dllm_lite.bench"] and "--merge" not in c)
-    calls, log = run_gpu_check(tmp_path / "spent", GPU_CHECK_CPU="1", GPU_CHECK_BUDGET_S="25")
+    calls, log, _ = run_gpu_check(tmp_path / "spent", GPU_CHECK_CPU="1", GPU_CHECK_BUDGET_S="25")
     assert "sampling bench: skipped, the 25s budget is spent" in log
     assert [c for c in calls if c[:2] == ["-m", "dllm_lite.bench"]] == [c for c in calls if "--merge" in c]
 
