@@ -6,7 +6,7 @@
 #      (confidence) and block diffusion K = 16 with its cache, each row under a time limit it finishes inside
 #   3. compiled decoding (generate(compile=True)) at batch 1: AR and block diffusion K = 16, each warmed up
 #      (compiled) by an untimed run of itself; each row counts the graphs its timed run compiled again and the
-#      CUDA graphs it skipped (both should be 0), and TORCH_LOGS says why (parts 3, 6 and 7)
+#      CUDA graphs it skipped (both should be 0), and TORCH_LOGS says why (parts 1, 3, 6 and 7)
 #   4. torch.profiler tables: one diffusion training step and one AR decode step
 #   5. the training bench, eager: diffusion, AR, block diffusion K = 16 and the plain GPT-2 reference
 #   6. the training bench, compiled diffusion next to eager
@@ -62,9 +62,10 @@ say "commit: ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo 'unknown (no .gi
 nvidia-smi -L 2>&1 | tee -a "$LOG"
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda, '| gpu', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
-BENCH=("$PY" -m dllm_lite.bench --no-progress)
-# the compiled parts log every recompile and every compiled graph that could not run as a CUDA graph, with why
+# the CUDA tests and the compiled parts log every recompile, and every compiled graph that could not run as a
+# CUDA graph with the reason (pytest shows the logs of a failed test only)
 COMPILE_LOGS=(TORCH_LOGS=recompiles,cudagraphs)
+BENCH=("$PY" -m dllm_lite.bench --no-progress)
 if [ "$CPU" = 1 ]; then
     SHAPE=(--tiny --device cpu)
     SAMPLE=(--sample-batch-sizes 1,2 --sample-steps 4,16 --block-size 8 --sample-limit-s 10)
@@ -79,7 +80,7 @@ fi
 if [ "$CPU" = 1 ]; then
     say ""; say "== cuda tests: skipped (cpu mode)"
 elif [ -f tests/test_cuda.py ]; then
-    part "cuda tests" 70 /dev/null "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    part "cuda tests" 70 /dev/null env "${COMPILE_LOGS[@]}" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 else
     say ""; say "== cuda tests: tests/test_cuda.py is not in this checkout"
 fi

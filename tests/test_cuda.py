@@ -2,8 +2,9 @@
 
 FlexAttention's block mask gives the numbers of SDPA's boolean mask; CUDA gives the logits of the
 CPU; cached sampling gives the tokens of uncached sampling (MDLM's ancestral cache, block diffusion,
-AR); the compiled decode gives the tokens of the eager one; and a one-token cached call costs less
-than a full forward of the same model (a ratio of medians, never an absolute time).
+AR); the compiled decode gives the tokens of the eager one, runs as CUDA graphs and compiles nothing
+new for another length; and a one-token cached call costs less than a full forward of the same model
+(a ratio of medians, never an absolute time).
 `benchmarks/gpu_check.sh` runs this file on a lent GPU: `python -m pytest -q tests/test_cuda.py`.
 """
 
@@ -72,13 +73,24 @@ def test_cached_sampling_gives_the_uncached_tokens(kind):
 
 
 @pytest.mark.parametrize("kind", ["block-diffusion", "autoregressive"])
-def test_compiled_decoding_gives_the_eager_tokens(kind, capsys):
+def test_compiled_decoding_gives_the_eager_tokens_as_cuda_graphs(kind, capsys):
+    """The same tokens as eager decoding; reduce-overhead records the compiled step as CUDA graphs, none
+    skipped (an input mutated in place, a CPU tensor: TORCH_LOGS=cudagraphs says which); and another
+    length or prompt reuses the graphs already compiled."""
+    from torch._dynamo.utils import counters
+
     net = peaked_net(block_size=8) if kind == "block-diffusion" else peaked_net(causal=True)
     kwargs = dict(mask_id=MASK, length=50, steps=24, prompt=[1, 2, 3], batch_size=4, temperature=0.9)
     eager = sample.generate(net, generator=seeded(2), **kwargs)
+    skips = counters["inductor"]["cudagraph_skips"]
     compiled = [sample.generate(net, generator=seeded(2), compile=True, **kwargs) for _ in range(2)]
     assert "torch.compile failed" not in capsys.readouterr().err
     assert torch.equal(compiled[0], eager) and torch.equal(compiled[1], eager)
+    graphs = counters["stats"]["unique_graphs"]
+    for length, prompt in [(30, [1]), (45, [1, 2, 3, 4, 5])]:
+        sample.generate(net, generator=seeded(0), compile=True, **dict(kwargs, length=length, prompt=prompt))
+    assert counters["stats"]["unique_graphs"] == graphs, dict(counters["recompiles"])
+    assert counters["inductor"]["cudagraph_skips"] == skips
 
 
 def _median_ms(call, repeats=15, warmup=3) -> float:

@@ -59,8 +59,9 @@ def test_gpu_check_runs_every_part_inside_its_budget(tmp_path):
     decode = next(argv for argv in runs if "--compile-decode" in argv)
     assert decode[decode.index("--compile-decode") + 1] == "1" and "16" in decode  # AR and block K = 16, batch 1
     assert all(argv[argv.index("--json") + 1].startswith(str(tmp_path / "out")) for argv in runs)
-    compiled = {i for i, c in enumerate(calls) if "--compile-decode" in c or "--compare" in c and "compile" in c}
-    assert len(compiled) == 3  # compiled decode, the small shape compiled, tiny.yaml compiled
+    compiled = {i for i, c in enumerate(calls) if "--compile-decode" in c or "--compare" in c and "compile" in c
+                or c[:2] == ["-m", "pytest"]}
+    assert len(compiled) == 4  # the CUDA tests, compiled decode, the small shape compiled, tiny.yaml compiled
     for i, logs in enumerate(torch_logs):  # the compiled parts log recompiles and skipped CUDA graphs
         assert logs == ("recompiles,cudagraphs" if i in compiled else ""), calls[i]
 
