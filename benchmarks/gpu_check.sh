@@ -19,6 +19,8 @@
 # train_eager.json, train_compile.json, tiny.json, bench.json (8 files: what the device tool brings back).
 # GPU_CHECK_CPU=1: the same parts at CPU sizes (--tiny), without the CUDA tests and the compiled parts,
 # to try the script anywhere in about a minute.
+# GPU_CHECK_PARTS=6,7: only the parts with those numbers (and the merge), for a second run after a fix, when
+# the device time left cannot hold all of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -26,6 +28,7 @@ OUT="${OUT:-./gpu_check_out}"
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_CHECK_BUDGET_S:-440}"
 CPU="${GPU_CHECK_CPU:-0}"
+PARTS="${GPU_CHECK_PARTS:-}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : > "$LOG"
@@ -33,14 +36,18 @@ START=$SECONDS
 
 say() { echo "$*" | tee -a "$LOG"; }
 
-# part NAME LIMIT_SECONDS FILE COMMAND...: run one part under `timeout` (its output also into FILE), never stop
-# the script.
+# part NUMBER NAME LIMIT_SECONDS FILE COMMAND...: run one part under `timeout` (its output also into FILE), never
+# stop the script. Parts not listed in GPU_CHECK_PARTS (when set) are skipped.
 # The limit is cut to what the budget leaves (less 20 s for the merge); with under 10 s left the part is skipped.
 part() {
-    local name=$1 limit=$2 file=$3; shift 3
+    local number=$1 name=$2 limit=$3 file=$4; shift 4
     local left=$((BUDGET - (SECONDS - START) - 20))
     [ "$limit" -gt "$left" ] && limit=$left
     say ""
+    if [ -n "$PARTS" ] && [[ ",$PARTS," != *",$number,"* ]]; then
+        say "== $name: skipped, part $number is not in GPU_CHECK_PARTS=$PARTS"
+        return
+    fi
     if [ "$limit" -lt 10 ]; then
         say "== $name: skipped, the ${BUDGET}s budget is spent"
         return
@@ -80,34 +87,34 @@ fi
 if [ "$CPU" = 1 ]; then
     say ""; say "== cuda tests: skipped (cpu mode)"
 elif [ -f tests/test_cuda.py ]; then
-    part "cuda tests" 70 /dev/null env "${COMPILE_LOGS[@]}" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    part 1 "cuda tests" 70 /dev/null env "${COMPILE_LOGS[@]}" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 else
     say ""; say "== cuda tests: tests/test_cuda.py is not in this checkout"
 fi
 
-part "sampling bench" 95 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training \
+part 2 "sampling bench" 95 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-training \
     --strategies confidence --ar-nocache-length 0 "${SAMPLE[@]}" --json "$OUT/sample.json"
 
 if [ "$CPU" = 1 ]; then
     say ""; say "== compiled decode: skipped (cpu mode)"
 else
-    part "compiled decode" 60 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-training --strategies confidence \
+    part 3 "compiled decode" 60 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-training --strategies confidence \
         --sample-batch-sizes "" --compile-decode 1 --sample-steps 256 --block-size 16 --sample-limit-s 25 \
         --json "$OUT/decode.json"
 fi
 
-part "profile" 35 "$OUT/profile.txt" "${BENCH[@]}" "${SHAPE[@]}" --profile --profile-rows 20
+part 4 "profile" 35 "$OUT/profile.txt" "${BENCH[@]}" "${SHAPE[@]}" --profile --profile-rows 20
 
-part "training bench, eager" 40 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
+part 5 "training bench, eager" 40 /dev/null "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
     --block-size "$([ "$CPU" = 1 ] && echo 8 || echo 16)" --json "$OUT/train_eager.json"
 
 if [ "$CPU" = 1 ]; then
     say ""; say "== training bench, compiled: skipped (cpu mode)"
     say ""; say "== tiny.yaml, eager and compiled: skipped (cpu mode)"
 else
-    part "training bench, compiled" 75 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
+    part 6 "training bench, compiled" 75 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${SHAPE[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --json "$OUT/train_compile.json"
-    part "tiny.yaml, eager and compiled" 45 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
+    part 7 "tiny.yaml, eager and compiled" 45 /dev/null env "${COMPILE_LOGS[@]}" "${BENCH[@]}" "${TINY[@]}" --skip-sampling \
         --objectives diffusion --no-reference --compare compile --steps 20 --json "$OUT/tiny.json"
 fi
 

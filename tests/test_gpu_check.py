@@ -76,6 +76,14 @@ def test_gpu_check_cpu_mode_and_a_spent_budget(tmp_path):
 
 
 
+def test_gpu_check_parts_runs_only_the_parts_named(tmp_path):
+    calls, log, _ = run_gpu_check(tmp_path, GPU_CHECK_PARTS="6,7")
+    runs = [c for c in calls if c[:2] == ["-m", "dllm_lite.bench"] and "--merge" not in c]
+    assert len(runs) == 2 and all("--compare" in c for c in runs)  # the compiled training bench, tiny.yaml
+    assert "cuda tests: skipped, part 1 is not in GPU_CHECK_PARTS=6,7" in log
+    assert not any(c[:2] == ["-m", "pytest"] for c in calls) and any("--merge" in c for c in calls)
+
+
 def test_what_the_gpu_check_imports_needs_no_datasets_package():
     # the GPU machine has PyTorch but not Hugging Face datasets (its wheels are carried only for notebooks):
     # the bench and the CUDA tests must import without it
