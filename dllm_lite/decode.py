@@ -36,22 +36,23 @@ __all__ = ["StaticKVCache", "Decoder", "autoregressive"]
 class StaticKVCache:
     """Fixed-size key/value buffers for batch_size rows: the shapes never change, so a compiled step can be
     replayed (a CUDA graph). The interface of `model.KVCache` (`attend`, `remember`, `advance`, `length`);
-    the caller sets `at`, the positions (T,) of the call's tokens, before each call (`Decoder` does)."""
+    the caller sets `at`, the positions (T,) of the call's tokens, before each call (`Decoder` does).
+    The buffers are those of `net.new_cache(batch_size)` (seq_len positions each), written in place."""
 
-    def __init__(self, cfg, batch_size: int, device, dtype=torch.float32, static_address: bool = False):
-        shape = (batch_size, cfg.n_head, cfg.seq_len, cfg.head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.mix_inputs = None  # with conv: per layer, the inputs of the block's two convolutions
-        if cfg.conv:
-            self.mix_inputs = [[torch.zeros(batch_size, cfg.seq_len, cfg.n_embd, device=device, dtype=dtype)
-                                for _ in range(2)] for _ in range(cfg.n_layer)]
-        self.key_positions = torch.arange(cfg.seq_len, device=device)  # (S,)
-        if static_address:  # for CUDA graphs: the buffers keep their addresses and are not copied per replay
-            for buffer in self.keys + self.values + sum(self.mix_inputs or [], []):
-                torch._dynamo.mark_static_address(buffer)
+    def __init__(self, net, batch_size: int, static_address: bool = False):
+        buffers = net.new_cache(batch_size)  # model.KVCache: the same keys, values and convolution inputs
+        self.keys, self.values, self.mix_inputs = buffers.keys, buffers.values, buffers.mix_inputs
+        self.key_positions = torch.arange(net.cfg.seq_len, device=self.keys[0].device)  # (S,)
+        if static_address:
+            self.mark_static()
         self.length = 0  # how many positions are final (a Python number, read outside the compiled step)
         self.at = None  # (T,) positions of the current call's tokens
+
+    def mark_static(self) -> None:
+        """For CUDA graphs: the buffers keep their addresses, so a replay writes them in place rather than
+        copying them in and out (and an input mutated in place that is not static skips the CUDA graph)."""
+        for buffer in self.keys + self.values + sum(self.mix_inputs or [], []):
+            torch._dynamo.mark_static_address(buffer)
 
     def attend(self, layer: int, k: torch.Tensor, v: torch.Tensor, causal: bool):
         """Write k, v (B, H, T, D) at positions `at`; return (keys, values, mask, is_causal) over all S positions,
@@ -102,8 +103,10 @@ class Decoder:
         key = (batch_size, str(p.device), p.dtype)
         caches = _CACHES.setdefault(net, {})
         if key not in caches:
-            caches[key] = StaticKVCache(net.cfg, batch_size, p.device, p.dtype, static_address=compile)
+            caches[key] = StaticKVCache(net, batch_size)
         self.net, self.cache, self.width, self.cuda = net, caches[key], width, p.device.type == "cuda"
+        if compile:  # also when an eager Decoder made this cache first
+            self.cache.mark_static()
         self.cache.length = 0
         self.compiled = None
         self.ids = self.only_at = None  # the compiled step's inputs, see _inputs

@@ -45,6 +45,18 @@ def test_the_static_cache_gives_the_logits_of_the_growing_cache(conv):
     assert decoder.cache.length == 11 and decoder.cache.keys[0].shape[2] == 24  # the buffers never change shape
 
 
+def test_a_compiled_decoder_marks_its_cache_static_even_when_an_eager_one_made_it():
+    """CUDA graphs replay in place only into buffers of fixed address; the cache is kept per net and batch size,
+    so a compiled Decoder must mark it even when an eager Decoder of the same net made it first."""
+    net = peaked_net(causal=True, conv=3)
+    eager = decode.Decoder(net, 2, width=1)
+    buffers = eager.cache.keys + eager.cache.values + sum(eager.cache.mix_inputs, [])
+    assert not any(hasattr(b, "_dynamo_static_input_type") for b in buffers)
+    compiled = decode.Decoder(net, 2, width=1, compile=True)
+    assert compiled.cache is eager.cache and len(buffers) == 2 * 2 + 2 * 2
+    assert all(getattr(b, "_dynamo_static_input_type", None) == "unguarded" for b in buffers)
+
+
 @pytest.mark.parametrize("case", ["ar", "block"])
 def test_compiled_decoding_gives_the_eager_tokens(case, ar_net, block_net, capsys):
     net = ar_net if case == "ar" else block_net
