@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import dllm_lite
+from conftest import load_script
 
 try:
     import tomllib
@@ -84,15 +85,7 @@ def test_the_contracts_need_import_linter_from_the_dev_extra():
     assert any(requirement.startswith("import-linter") for requirement in dev)
 
 
-def _load_builder():
-    """docs/build_architecture.py as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("build_architecture", ROOT / "docs" / "build_architecture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_architecture = _load_builder()
+build_architecture = load_script("docs/build_architecture.py")
 
 
 def test_the_architecture_diagram_is_up_to_date():

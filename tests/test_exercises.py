@@ -1,7 +1,6 @@
 """The exercise checkers accept the reference solutions and the library, and reject the classic mistakes."""
 
 import ast
-import importlib.util
 import inspect
 import json
 import math
@@ -12,12 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import load_script
 from dllm_lite import corrupt, exercises, exercises_extensions, loss, sample
 
-_spec = importlib.util.spec_from_file_location(
-    "solutions", Path(__file__).resolve().parents[1] / "instructors" / "solutions.py")
-solutions = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(solutions)
+solutions = load_script("instructors/solutions.py")
 
 
 def _schedule(alpha):
@@ -569,10 +566,7 @@ def test_notebook_stub_matches_its_checker_and_solution(path):
     assert "not implemented yet" in stored, f"{path.name}: run instructors/build_notebooks.py to store outputs"
 
 
-_build_spec = importlib.util.spec_from_file_location(
-    "build_notebooks", Path(__file__).resolve().parents[1] / "instructors" / "build_notebooks.py")
-build_notebooks = importlib.util.module_from_spec(_build_spec)
-_build_spec.loader.exec_module(build_notebooks)
+build_notebooks = load_script("instructors/build_notebooks.py")
 
 HINT_TIERS = ["Hint 1: the idea", "Hint 2: the API", "Hint 3: the code"]
 

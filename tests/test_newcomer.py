@@ -8,16 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_build_site():
     """docs/build_site.py as a module (docs/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("build_site_newcomer", ROOT / "docs" / "build_site.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/build_site.py")
 
 
 def readme_command(tag: str) -> str:
