@@ -39,6 +39,21 @@ def make_net():
     return tiny_net
 
 
+@pytest.fixture
+def one_thread_no_bars(monkeypatch):
+    """No progress bars, and one thread, for the tests that train: tiny models gain nothing from more, and on
+    a busy machine OpenMP threads spinning against each other can make a step 20 times slower."""
+    import datasets  # here, not at the top: most tests never load it
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    datasets.disable_progress_bars()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    datasets.enable_progress_bars()
+
+
 @pytest.fixture(scope="session")
 def gpt2():
     """The bundled GPT-2 tokenizer (built once: it takes about a second)."""

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-import datasets
 import pytest
 import torch
 
@@ -17,15 +16,7 @@ from conftest import assert_one_line_error, make_config, write_config
 from dllm_lite import generate, train, validation
 
 
-@pytest.fixture(autouse=True)
-def one_thread_no_bars(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    datasets.disable_progress_bars()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    datasets.enable_progress_bars()
+pytestmark = pytest.mark.usefixtures("one_thread_no_bars")  # conftest.py
 
 
 def loss_records(out_dir) -> list[dict]:

@@ -18,17 +18,7 @@ from dllm_lite.corrupt import get_schedule
 from dllm_lite.model import ModelConfig, Transformer
 
 
-@pytest.fixture(autouse=True)
-def one_thread_no_bars(monkeypatch):
-    """No progress bars, and one thread: tiny models gain nothing from more, and on a busy machine
-    OpenMP threads spinning against each other can make a step 20 times slower."""
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    datasets.disable_progress_bars()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    datasets.enable_progress_bars()
+pytestmark = pytest.mark.usefixtures("one_thread_no_bars")  # conftest.py
 
 
 def train_records(out_dir) -> list[dict]:
