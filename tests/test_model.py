@@ -81,6 +81,38 @@ def test_a_single_query_decodes_with_no_attention_mask(monkeypatch):
     assert all(mask is None and not is_causal for _, mask, is_causal in decodes)
 
 
+def _kernels_per_layer(n_embd=16) -> float:
+    """Operations that launch a kernel (views and bare allocations left out) in one cached one-token call,
+    per layer: the 4-layer count less the 2-layer count, halved."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func.__name__.split(".")[0] not in ("empty", "_unsafe_view"):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for n_layer in (2, 4):
+        torch.manual_seed(0)
+        net = Transformer(ModelConfig(vocab_size=11, n_layer=n_layer, n_head=2, n_embd=n_embd, seq_len=16, causal=True))
+        x, cache = torch.randint(0, 10, (1, 9)), net.new_cache(1)
+        with torch.no_grad():
+            net(x[:, :8], cache=cache)
+            with Count() as count:
+                count.n = 0
+                net(x[:, 8:], cache=cache)
+        counts.append(count.n)
+    return (counts[1] - counts[0]) / 2
+
+
+def test_a_one_token_decode_call_launches_few_kernels_per_layer():
+    """Eager decoding on a GPU is bound by kernel launches, not arithmetic: each layer of a one-token call
+    costs its launches. q and k are rotated as one tensor (8 elementwise kernels, not 16); on this CPU each
+    RMSNorm counts 6 (pow, mean, add, rsqrt, mul, mul), where a GPU runs one fused kernel."""
+    assert _kernels_per_layer() <= 32
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_local_mix_adds_weighted_neighbours(causal):
     mix = LocalMix(n_embd=4, width=3, causal=causal)
