@@ -3,7 +3,7 @@
 The scripts are the source of the built notebooks' text; the stored notebooks add only the
 outputs. A cell edited in one and not the other (prose fixed in the stored notebook but not in
 its script, say) would come back the next time the script runs. The scripts' `main` is run with
-`nbformat.write` captured, so nothing on disk changes.
+`nbformat.write` captured (course.write_notebook calls it), so nothing on disk changes.
 """
 
 import importlib.util
@@ -11,6 +11,7 @@ import inspect
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ def built_notebooks(script: Path, monkeypatch) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     written = {}
-    monkeypatch.setattr(module.nbformat, "write", lambda notebook, path, *a, **k: written.update({Path(path): notebook}))
+    monkeypatch.setattr(nbformat, "write", lambda notebook, path, *a, **k: written.update({Path(path): notebook}))
     if hasattr(module, "main"):
         status = module.main([]) if inspect.signature(module.main).parameters else module.main()
         assert status == 0, f"{script.name} main() returned {status}"

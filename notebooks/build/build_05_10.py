@@ -16,23 +16,8 @@ runs the same cells in seconds.
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import NB09_OVERRIDES, finish  # noqa: E402
-
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
-KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-          "language_info": {"name": "python"}}
-
-
-def md(text: str):
-    return new_markdown_cell(text.strip())
-
-
-def code(text: str):
-    return new_code_cell(text.strip())
+from course import NB09_OVERRIDES, code, md, write_notebook  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- shared cells
@@ -930,9 +915,7 @@ NOTEBOOKS = {"05": ("05_sampling.ipynb", NB05), "10": ("10_infilling.ipynb", NB1
 def write(number: str) -> Path:
     """Write notebook `number` (without outputs) and return its path."""
     name, cells = NOTEBOOKS[number]
-    path = NOTEBOOKS_DIR / name
-    nbformat.write(new_notebook(cells=finish(cells, number), metadata=KERNEL), path)
-    return path
+    return write_notebook(name, cells, number)
 
 
 if __name__ == "__main__":
@@ -941,4 +924,4 @@ if __name__ == "__main__":
     if unknown:
         sys.exit(f"unknown notebook number(s) {unknown}: choose from {sorted(NOTEBOOKS)}")
     for number in wanted:
-        print("wrote", write(number))
+        write(number)

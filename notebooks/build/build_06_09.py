@@ -17,15 +17,8 @@ there whether Jupyter starts them from notebooks/ or not.
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import NB09_OVERRIDES, finish  # noqa: E402
-
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
-KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-          "language_info": {"name": "python"}}
+from course import NB09_OVERRIDES, code, md, write_notebook  # noqa: E402
 
 SETUP = '''from dllm_lite.notebook import setup, pick, is_smoke
 device = setup(seed=0)
@@ -41,14 +34,6 @@ ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs").is_
             Path(dllm_lite.__file__).resolve().parent.parent)
 os.chdir(ROOT)  # configs/, runs/ and the token cache .cache/ are relative to the repository root
 '''
-
-
-def md(text: str):
-    return new_markdown_cell(text.strip())
-
-
-def code(text: str):
-    return new_code_cell(text.strip())
 
 
 # ----------------------------------------------------------------------------- 06
@@ -1074,9 +1059,7 @@ def main(argv) -> int:
         return 2
     for number in wanted:
         name, cells = NOTEBOOKS[number]
-        path = NOTEBOOKS_DIR / f"{name}.ipynb"
-        nbformat.write(new_notebook(cells=finish(cells, number), metadata=KERNEL), path)
-        print(f"wrote {path}")
+        write_notebook(f"{name}.ipynb", cells, number)
     return 0
 
 

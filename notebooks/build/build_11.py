@@ -13,12 +13,9 @@ It shares the set-up cell and the cell helpers of notebooks 06-09 (build_06_09.p
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_06_09 import KERNEL, NOTEBOOKS_DIR, SETUP, code, md  # noqa: E402
-from course import finish  # noqa: E402
+from build_06_09 import SETUP  # noqa: E402
+from course import code, md, write_notebook  # noqa: E402
 
 NB11 = [md(r"""
 # 11 · Blocks: from GPT to diffusion with one dial
@@ -313,9 +310,7 @@ sequence. Which wins in seconds depends on the machine: compare the last column;
 
 def main() -> int:
     """Write notebooks/11_block_diffusion.ipynb (without outputs)."""
-    path = NOTEBOOKS_DIR / "11_block_diffusion.ipynb"
-    nbformat.write(new_notebook(cells=finish(NB11, "11"), metadata=KERNEL), path)
-    print(f"wrote {path}")
+    write_notebook("11_block_diffusion.ipynb", NB11, "11")
     return 0
 
 

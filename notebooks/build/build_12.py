@@ -13,12 +13,9 @@ It shares the set-up cell and the cell helpers of notebooks 06-09 (build_06_09.p
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_06_09 import KERNEL, NOTEBOOKS_DIR, SETUP, code, md  # noqa: E402
-from course import finish  # noqa: E402
+from build_06_09 import SETUP  # noqa: E402
+from course import code, md, write_notebook  # noqa: E402
 
 NB12 = [md(r"""
 # 12 · Answering prompts
@@ -341,9 +338,7 @@ experiments designed for the question.
 
 def main() -> int:
     """Write notebooks/12_answering_prompts.ipynb (without outputs)."""
-    path = NOTEBOOKS_DIR / "12_answering_prompts.ipynb"
-    nbformat.write(new_notebook(cells=finish(NB12, "12"), metadata=KERNEL), path)
-    print(f"wrote {path}")
+    write_notebook("12_answering_prompts.ipynb", NB12, "12")
     return 0
 
 

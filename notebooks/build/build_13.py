@@ -15,12 +15,9 @@ few steps of a one-layer model.
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_06_09 import KERNEL, NOTEBOOKS_DIR, SETUP, code, md  # noqa: E402
-from course import finish  # noqa: E402
+from build_06_09 import SETUP  # noqa: E402
+from course import code, md, write_notebook  # noqa: E402
 
 NB13 = [md(r"""
 # 13 · Where diffusion wins (and where it does not)
@@ -368,9 +365,7 @@ the task's arguments in its function, the runs' overrides in `DATA_RUNS` or the 
 
 def main() -> int:
     """Write notebooks/13_where_diffusion_wins.ipynb (without outputs)."""
-    path = NOTEBOOKS_DIR / "13_where_diffusion_wins.ipynb"
-    nbformat.write(new_notebook(cells=finish(NB13, "13"), metadata=KERNEL), path)
-    print(f"wrote {path}")
+    write_notebook("13_where_diffusion_wins.ipynb", NB13, "13")
     return 0
 
 

@@ -16,12 +16,9 @@ Sudoku model, if not found, is trained for a few steps only.
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_06_09 import KERNEL, NOTEBOOKS_DIR, SETUP, code, md  # noqa: E402
-from course import finish  # noqa: E402
+from build_06_09 import SETUP  # noqa: E402
+from course import code, md, write_notebook  # noqa: E402
 
 NB14 = [md(r"""
 # 14 · Fast decoding: how many tokens per call?
@@ -412,9 +409,7 @@ The numbers come from one run of `python benchmarks/frontier.py` on a 2-core CPU
 
 def main() -> int:
     """Write notebooks/14_fast_decoding.ipynb (without outputs)."""
-    path = NOTEBOOKS_DIR / "14_fast_decoding.ipynb"
-    nbformat.write(new_notebook(cells=finish(NB14, "14"), metadata=KERNEL), path)
-    print(f"wrote {path}")
+    write_notebook("14_fast_decoding.ipynb", NB14, "14")
     return 0
 
 

@@ -3,17 +3,20 @@ at its end the exercises that practise it.
 
     python notebooks/build/course.py          # add them to the stored notebooks (once; a second run changes nothing)
 
-The build scripts call `finish(cells, number)` before writing a notebook, so a rebuilt notebook
-keeps them; this script adds them to stored notebooks without running anything (outputs stay).
+The build scripts write their notebooks with `write_notebook`, which calls `finish(cells, number)`, so
+a rebuilt notebook keeps them; this script adds them to stored notebooks without running anything
+(outputs stay). `md`, `code` and `KERNEL` are the build scripts' shared cell makers and metadata.
 """
 
 import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_markdown_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+          "language_info": {"name": "python"}}
 
 LINKS = ("New words are explained in the [glossary](../docs/glossary.md); the papers this notebook "
          "follows are listed in the [references](../docs/references.md).")
@@ -63,6 +66,25 @@ def finish(cells: list, number: str) -> list:
     if text is not None and not any(c.cell_type == "markdown" and c.source.startswith(PRACTISE_TITLE) for c in cells):
         cells.append(new_markdown_cell(text))
     return cells
+
+
+def md(text: str):
+    """A markdown cell of the text, without its surrounding blank lines."""
+    return new_markdown_cell(text.strip())
+
+
+def code(text: str):
+    """A code cell of the text, without its surrounding blank lines."""
+    return new_code_cell(text.strip())
+
+
+def write_notebook(name: str, cells: list, number: str) -> Path:
+    """Write notebooks/`name` (without outputs) from the cells, `finish`ed for notebook `number`; say so and
+    return its path. Every build script writes its notebooks through here."""
+    path = NOTEBOOKS_DIR / name
+    nbformat.write(new_notebook(cells=finish(cells, number), metadata=KERNEL), path)
+    print(f"wrote {path}")
+    return path
 
 
 def main() -> int:
