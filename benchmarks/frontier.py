@@ -479,7 +479,7 @@ def tasks_only(args) -> int:
     path = args.out / "frontier.json"
     if not path.is_file():
         sys.exit(f"error: --tasks-only adds to {path}, which does not exist; run without --tasks-only first")
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result = previous_result(args.out)
     result["tasks"] = tasks(args)
     write(result, args.out)
     return 0
