@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-__all__ = ["is_smoke", "pick", "setup", "device"]
+__all__ = ["is_smoke", "pick", "setup", "device", "show_table"]
 
 
 def is_smoke() -> bool:
@@ -32,6 +32,15 @@ def device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def show_table(header, rows) -> None:
+    """Show a markdown table in the notebook: `header` the column names, `rows` lists of cells (each shown with str)."""
+    from IPython.display import Markdown, display  # here, not at the top: only a notebook has IPython
+
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    display(Markdown("\n".join(lines)))
 
 
 def setup(seed: int = 0, quiet: bool = True) -> str:

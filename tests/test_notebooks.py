@@ -95,3 +95,16 @@ def test_every_notebook_links_the_glossary_and_references_and_points_to_its_exer
         assert all((ROOT / "exercises" / f"{name}.ipynb").is_file() for name in named), path.name
         pointed |= named
     assert pointed == {path.stem for path in EXERCISES}  # every exercise belongs to a lesson
+
+
+def test_show_table_displays_one_markdown_table(monkeypatch):
+    """notebook.show_table, the tables of notebooks 13 and 14: a header, its rule, then one line per row."""
+    import IPython.display
+
+    from dllm_lite.notebook import show_table
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    show_table(["model", "loss"], [["ar", 1.5], ["mdlm", "2.0 ± 0.1"]])
+    assert [type(s).__name__ for s in shown] == ["Markdown"]
+    assert shown[0].data == "| model | loss |\n| --- | --- |\n| ar | 1.5 |\n| mdlm | 2.0 ± 0.1 |"

@@ -46,19 +46,12 @@ import json
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
 
 from dllm_lite import config, evaluate, pairs, sample, tasks, train
+from dllm_lite.notebook import show_table
 
 stored = {name: json.loads(Path(f"benchmarks/diffusion_wins/{name}.json").read_text())
           for name in ("addition", "sudoku", "reversal", "data")}
-
-
-def table(header, rows):
-    """Show a markdown table: a header row and a list of rows (lists of cells)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    display(Markdown("\\n".join(lines)))
 
 
 print(f"device: {device}; smoke mode: {is_smoke()}")
@@ -91,11 +84,11 @@ first if it likes.
 """), code('''
 add = stored["addition"]
 runs = add["runs"]
-table(["model", "decoding", "steps in %d minutes" % add["minutes"], "exact match (500 held-out sums)"],
-      [["diffusion", strategy.replace("_", " "), f"{runs['diffusion']['steps']:,}", f"{result['exact_match']:.3f}"]
-       for strategy, result in add["diffusion"].items()]
-      + [["autoregressive", "left to right", f"{runs['autoregressive']['steps']:,}",
-          f"{add['autoregressive']['exact_match']:.3f}"]])
+show_table(["model", "decoding", "steps in %d minutes" % add["minutes"], "exact match (500 held-out sums)"],
+           [["diffusion", strategy.replace("_", " "), f"{runs['diffusion']['steps']:,}", f"{result['exact_match']:.3f}"]
+            for strategy, result in add["diffusion"].items()]
+           + [["autoregressive", "left to right", f"{runs['autoregressive']['steps']:,}",
+               f"{add['autoregressive']['exact_match']:.3f}"]])
 '''), md(r"""
 Diffusion did **not** win here: both models learned the task, and the AR model is a little better.
 A Transformer attends to the whole prompt at every position, so the AR model can work the carries
@@ -154,7 +147,7 @@ rows = [["diffusion", strategy.replace("_", " "), f"{runs['diffusion']['steps']:
         for strategy, result in sud["diffusion"].items()]
 rows.append(["autoregressive", "left to right", f"{runs['autoregressive']['steps']:,}",
              f"{sud['autoregressive']['exact_match']:.3f}"])
-table(["model", "decoding", "steps in %d minutes" % sud["minutes"], "puzzles solved (500 held out)"], rows)
+show_table(["model", "decoding", "steps in %d minutes" % sud["minutes"], "puzzles solved (500 held out)"], rows)
 
 figure, ax = plt.subplots(figsize=(5.5, 3))
 labels = [f"{r[0]}\\n{r[1]}" for r in rows]
@@ -228,8 +221,8 @@ labels = {"forward": "forward: A's mentor is → B (generate)",
           "reverse": "reverse: B's mentee is → A (generate)",
           "rank_reverse": "reverse: B's mentee is → A (rank 50 names)"}
 cell = lambda row, key: f"{row[key]:.2f}" if key in row else "cannot"
-table(["question", "diffusion", "autoregressive"],
-      [[text, cell(rev["diffusion"], key), cell(rev["autoregressive"], key)] for key, text in labels.items()])
+show_table(["question", "diffusion", "autoregressive"],
+           [[text, cell(rev["diffusion"], key), cell(rev["autoregressive"], key)] for key, text in labels.items()])
 print(f"{rev['n_facts']} facts stated one way only; chance for a ranking is 1/{rev['candidates']}; "
       f"steps: diffusion {rev['runs']['diffusion']['steps']:,}, autoregressive {rev['runs']['autoregressive']['steps']:,}")
 '''), md(r"""
@@ -292,10 +285,10 @@ is shown plain and with the regularisation that did best on 50,000 characters.
 sizes = sorted(data["sizes"], key=int)
 regularised = data["regularisation"]
 names = ["diffusion", "autoregressive"] + ([regularised] if regularised != "autoregressive" else [])
-table(["training characters", "epochs (AR)"] + names,
-      [[f"{int(size):,}", f"{data['sizes'][size]['autoregressive']['steps'] * 2048 / int(size):.1f}"]
-       + [f"{data['sizes'][size][name]['best']['value']:.3f} (step {data['sizes'][size][name]['best']['step']})"
-          for name in names] for size in sizes])
+show_table(["training characters", "epochs (AR)"] + names,
+           [[f"{int(size):,}", f"{data['sizes'][size]['autoregressive']['steps'] * 2048 / int(size):.1f}"]
+            + [f"{data['sizes'][size][name]['best']['value']:.3f} (step {data['sizes'][size][name]['best']['step']})"
+               for name in names] for size in sizes])
 
 figure, ax = plt.subplots(figsize=(6, 3.5))
 for name in names:

@@ -49,19 +49,12 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Markdown, display
 
 from dllm_lite import config, quality, sample, tasks, train
+from dllm_lite.notebook import show_table
 
 front = json.loads(Path("benchmarks/frontier/frontier.json").read_text())
 points = [p for p in front["points"] if "gen_nll" in p]
-
-
-def table(header, rows):
-    """Show a markdown table: a header row and a list of rows (lists of cells)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    display(Markdown("\\n".join(lines)))
 
 
 print(f"device: {device}; smoke mode: {is_smoke()}")
@@ -175,8 +168,8 @@ def row(p):
             f"{p['tokens_per_s_batch1']:,.0f}", f"{p['tokens_per_s_batch16']:,.0f}"]
 
 
-table(["sampler", "tokens per call", "calls per token", "gen-NLL", "entropy", "distinct-2", "memorisation",
-       "tokens/s, batch 1", "tokens/s, batch 16"], [row(p) for p in points if p["temperature"] == 1.0])
+show_table(["sampler", "tokens per call", "calls per token", "gen-NLL", "entropy", "distinct-2", "memorisation",
+            "tokens/s, batch 1", "tokens/s, batch 16"], [row(p) for p in points if p["temperature"] == 1.0])
 '''), md(r"""
 Three things stand out.
 
@@ -310,10 +303,10 @@ them at every call gives back exactly the uncached tokens (a test in `tests/` ch
 what they did on the MDLM, with blocks of 16 characters:
 """), code('''
 semi = [p for p in points if family(p) == "semi-AR"]
-table(["sampler", "tokens per call", "temperature", "gen-NLL", "entropy", "tokens/s, batch 1", "tokens/s, batch 16"],
-      [[p["sampler"], p["tokens_per_call"], p["temperature"], f"{p['gen_nll']:.3f} ± {p['gen_nll_stderr']:.3f}",
-        f"{p['entropy']:.2f}", f"{p['tokens_per_s_batch1']:,.0f}", f"{p['tokens_per_s_batch16']:,.0f}"]
-       for p in semi])
+show_table(["sampler", "tokens per call", "temperature", "gen-NLL", "entropy", "tokens/s, batch 1", "tokens/s, batch 16"],
+           [[p["sampler"], p["tokens_per_call"], p["temperature"], f"{p['gen_nll']:.3f} ± {p['gen_nll_stderr']:.3f}",
+             f"{p['entropy']:.2f}", f"{p['tokens_per_s_batch1']:,.0f}", f"{p['tokens_per_s_batch16']:,.0f}"]
+            for p in semi])
 '''), md(r"""
 At one token per call the three score the same within one standard error (1.483, 1.476 and 1.482 at
 temperature 1.0), and the dual cache writes 1.9 times as many tokens per second as no cache at batch
